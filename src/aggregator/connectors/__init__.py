@@ -1,0 +1,1 @@
+"""Connectors: the SDK, the registry, and the built-in sources and destinations."""

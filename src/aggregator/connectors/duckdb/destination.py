@@ -1,0 +1,335 @@
+"""DuckDB destination.
+
+Every write happens inside a DuckDB transaction that also appends the stream's state to
+``_aggregator_state``; a crash before ``COMMIT`` leaves the database as of the previous
+checkpoint. ``replace`` builds ``<table>__staging`` inside one transaction and swaps it in at
+the end, so readers see the old table or the new one, never a half-loaded one. ``merge``
+deletes the keys of each batch and inserts the batch's last row per key.
+
+Bookkeeping tables (append-only, so concurrent stream transactions never conflict):
+``_aggregator_state`` (pipeline, stream, seq, state) and ``_aggregator_schemas``
+(table_name, seq, columns).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+from pydantic import Field
+
+from aggregator.connectors.duckdb.types import duckdb_type, quote, to_duckdb_batch
+from aggregator.connectors.sdk import (
+    CheckResult,
+    ConnectorConfig,
+    Destination,
+    DestinationSession,
+    StreamWriter,
+)
+from aggregator.core.catalog import ConfiguredStream, WriteMode
+from aggregator.core.types import schema_from_json, schema_to_json
+
+_SEQ = itertools.count()
+_SEQ_LOCK = threading.Lock()
+
+
+def _next_seq() -> int:
+    """Monotonic sequence across runs: wall-clock nanoseconds plus a process counter."""
+    with _SEQ_LOCK:
+        return time.time_ns() * 1000 + next(_SEQ) % 1000
+
+
+class DuckDBConfig(ConnectorConfig):
+    """Where the DuckDB warehouse lives."""
+
+    path: str = Field("warehouse.duckdb", description="Database file (':memory:' for tests).")
+    schema_name: str = Field("main", alias="schema", description="Schema for the tables.")
+    memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
+
+
+class DuckDBDestination(Destination[DuckDBConfig]):
+    """Loads streams into a DuckDB database file."""
+
+    name: ClassVar[str] = "duckdb"
+    config_model = DuckDBConfig
+    description: ClassVar[str] = "DuckDB database file (the embedded default warehouse)"
+
+    def check(self) -> CheckResult:
+        """Open the database and run a query."""
+        try:
+            with self.open("_check") as session:
+                assert isinstance(session, DuckDBSession)
+                session.con.execute("SELECT 1").fetchall()
+        except (duckdb.Error, OSError) as exc:
+            return CheckResult(False, f"cannot open DuckDB database {self.config.path!r}: {exc}")
+        return CheckResult(True, f"DuckDB database {self.config.path!r} is writable")
+
+    def open(self, pipeline: str) -> DestinationSession:
+        """Open (and create) the database file."""
+        if self.config.path != ":memory:":
+            Path(self.config.path).parent.mkdir(parents=True, exist_ok=True)
+        return DuckDBSession(self.config, pipeline)
+
+
+class DuckDBSession(DestinationSession):
+    """One connection to the database; each stream writer uses its own cursor."""
+
+    def __init__(self, config: DuckDBConfig, pipeline: str) -> None:
+        options = {"memory_limit": config.memory_limit} if config.memory_limit else {}
+        self.con = duckdb.connect(config.path, config=options)
+        self.schema = config.schema_name
+        self.pipeline = pipeline
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.qualified('_aggregator_state')} ("
+            "pipeline VARCHAR, stream VARCHAR, seq BIGINT, run_id VARCHAR, state JSON, "
+            "committed_at TIMESTAMPTZ)"
+        )
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.qualified('_aggregator_schemas')} ("
+            "table_name VARCHAR, seq BIGINT, columns JSON)"
+        )
+
+    def qualified(self, table: str) -> str:
+        """``schema.table``, quoted."""
+        return f"{quote(self.schema)}.{quote(table)}"
+
+    def read_state(self, stream: str) -> dict[str, Any] | None:
+        """Latest committed state of ``stream`` (a reset is stored as a NULL state)."""
+        row = self.con.execute(
+            f"SELECT state FROM {self.qualified('_aggregator_state')} "
+            "WHERE pipeline = ? AND stream = ? ORDER BY seq DESC LIMIT 1",
+            [self.pipeline, stream],
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        state: dict[str, Any] = json.loads(row[0])
+        return state
+
+    def reset_state(self, stream: str | None = None) -> None:
+        """Append NULL states, so the next run starts from scratch."""
+        streams = [stream] if stream else self._streams_with_state()
+        for name in streams:
+            self.con.execute(
+                f"INSERT INTO {self.qualified('_aggregator_state')} "
+                "VALUES (?, ?, ?, 'reset', NULL, now())",
+                [self.pipeline, name, _next_seq()],
+            )
+
+    def _streams_with_state(self) -> list[str]:
+        rows = self.con.execute(
+            f"SELECT DISTINCT stream FROM {self.qualified('_aggregator_state')} WHERE pipeline = ?",
+            [self.pipeline],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def stored_schema(self, cursor: duckdb.DuckDBPyConnection, table: str) -> pa.Schema | None:
+        """The Arrow schema last applied to ``table``, if the table exists."""
+        exists = cursor.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+            "AND table_name = ?",
+            [self.schema, table],
+        ).fetchone()
+        if not exists or not exists[0]:
+            return None
+        row = cursor.execute(
+            f"SELECT columns FROM {self.qualified('_aggregator_schemas')} "
+            "WHERE table_name = ? ORDER BY seq DESC LIMIT 1",
+            [table],
+        ).fetchone()
+        if row is not None:
+            return schema_from_json(json.loads(row[0]))
+        arrow_schema: pa.Schema = cursor.execute(
+            f"SELECT * FROM {self.qualified(table)} LIMIT 0"
+        ).arrow().schema
+        return arrow_schema
+
+    def writer(self, stream: ConfiguredStream, run_id: str) -> StreamWriter:
+        """A writer with its own cursor (DuckDB connections are per thread)."""
+        return DuckDBWriter(self, stream, run_id)
+
+    def close(self) -> None:
+        """Compact superseded state rows and close."""
+        try:
+            self.con.execute(
+                f"DELETE FROM {self.qualified('_aggregator_state')} s WHERE pipeline = ? AND seq < "
+                f"(SELECT max(seq) FROM {self.qualified('_aggregator_state')} t "
+                "WHERE t.pipeline = s.pipeline AND t.stream = s.stream)",
+                [self.pipeline],
+            )
+        finally:
+            self.con.close()
+
+
+class DuckDBWriter(StreamWriter):
+    """Writes one stream inside transactions that also record its state."""
+
+    def __init__(self, session: DuckDBSession, stream: ConfiguredStream, run_id: str) -> None:
+        self.session = session
+        self.stream = stream
+        self.run_id = run_id
+        self.con = session.con.cursor()
+        self.mode = stream.write_mode
+        self.target = stream.table
+        self.staging = f"{self.target}__staging"
+        self._schema = session.stored_schema(self.con, self.target)
+        self._table_schema = None if self.mode is WriteMode.REPLACE else self._schema
+        self._in_txn = False
+        self._pending_state: dict[str, Any] | None = None
+        self._view = f"_aggregator_batch_{abs(hash((stream.name, run_id))) % 10**9}"
+        self._quarantine_ready = False
+
+    @property
+    def _table(self) -> str:
+        return self.staging if self.mode is WriteMode.REPLACE else self.target
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            self.con.execute("BEGIN TRANSACTION")
+            self._in_txn = True
+
+    def current_schema(self) -> pa.Schema | None:
+        """Schema of the destination table as last applied."""
+        return self._schema
+
+    def apply_schema(self, schema: pa.Schema) -> None:
+        """Create the (staging) table or alter it to ``schema``, inside the transaction."""
+        self._begin()
+        table = self.session.qualified(self._table)
+        if self._table_schema is None:
+            columns = ", ".join(f"{quote(f.name)} {duckdb_type(f.type)}" for f in schema)
+            verb = "CREATE OR REPLACE TABLE" if self.mode is WriteMode.REPLACE else "CREATE TABLE"
+            self.con.execute(f"{verb} {table} ({columns})")
+        else:
+            old = {f.name: f.type for f in self._table_schema}
+            for f in schema:
+                if f.name not in old:
+                    self.con.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} {duckdb_type(f.type)}"
+                    )
+                elif duckdb_type(old[f.name]) != duckdb_type(f.type):
+                    self.con.execute(
+                        f"ALTER TABLE {table} ALTER COLUMN {quote(f.name)} "
+                        f"SET DATA TYPE {duckdb_type(f.type)}"
+                    )
+        self._table_schema = schema
+        self._schema = schema
+        if self.mode is not WriteMode.REPLACE:
+            self._record_schema(schema)
+
+    def _record_schema(self, schema: pa.Schema) -> None:
+        self.con.execute(
+            f"INSERT INTO {self.session.qualified('_aggregator_schemas')} VALUES (?, ?, ?)",
+            [self.target, _next_seq(), json.dumps(schema_to_json(schema))],
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Insert (append/replace) or upsert (merge) ``batch`` inside the transaction."""
+        if batch.num_rows == 0:
+            return
+        self._begin()
+        table = self.session.qualified(self._table)
+        data = to_duckdb_batch(batch)
+        if self.mode is WriteMode.MERGE:
+            self._merge(table, data)
+            return
+        self.con.register(self._view, data)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {quote(self._view)}")
+        finally:
+            self.con.unregister(self._view)
+
+    def _merge(self, table: str, batch: pa.RecordBatch) -> None:
+        keys = self.stream.primary_key
+        seq = pa.array(range(batch.num_rows), pa.int64())
+        data = batch.append_column("__aggregator_seq", seq)
+        view = quote(self._view)
+        match = " AND ".join(f"{table}.{quote(k)} = {view}.{quote(k)}" for k in keys)
+        partition = ", ".join(quote(k) for k in keys)
+        self.con.register(self._view, data)
+        try:
+            self.con.execute(f"DELETE FROM {table} USING {view} WHERE {match}")
+            self.con.execute(
+                f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (__aggregator_seq) FROM {view} "
+                f"QUALIFY row_number() OVER (PARTITION BY {partition} "
+                "ORDER BY __aggregator_seq DESC) = 1"
+            )
+        finally:
+            self.con.unregister(self._view)
+
+    def quarantine(self, rows: pa.Table) -> None:
+        """Append rows to ``<table>__quarantine`` inside the transaction."""
+        if rows.num_rows == 0:
+            return
+        self._begin()
+        table = self.session.qualified(f"{self.target}__quarantine")
+        if not self._quarantine_ready:
+            self.con.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (run_id VARCHAR, stream VARCHAR, "
+                "reason VARCHAR, position VARCHAR, raw VARCHAR, quarantined_at TIMESTAMPTZ)"
+            )
+            self._quarantine_ready = True
+        self.con.register(self._view, rows)
+        try:
+            self.con.execute(
+                f"INSERT INTO {table} SELECT ?, ?, reason, position, raw, now() "
+                f"FROM {quote(self._view)}",
+                [self.run_id, self.stream.name],
+            )
+        finally:
+            self.con.unregister(self._view)
+
+    def _save_state(self, state: dict[str, Any] | None) -> None:
+        self.con.execute(
+            f"INSERT INTO {self.session.qualified('_aggregator_state')} "
+            "VALUES (?, ?, ?, ?, ?, now())",
+            [
+                self.session.pipeline,
+                self.stream.name,
+                _next_seq(),
+                self.run_id,
+                None if state is None else json.dumps(state),
+            ],
+        )
+
+    def commit(self, state: dict[str, Any] | None) -> None:
+        """Commit staged rows with ``state``; in replace mode, wait for :meth:`finish`."""
+        if self.mode is WriteMode.REPLACE:
+            self._pending_state = state
+            return
+        self._begin()
+        if state is not None:
+            self._save_state(state)
+        self.con.execute("COMMIT")
+        self._in_txn = False
+
+    def finish(self, state: dict[str, Any] | None) -> None:
+        """Commit the rest; for replace, swap the staging table in atomically."""
+        if self.mode is not WriteMode.REPLACE:
+            self.commit(state)
+            return
+        state = state if state is not None else self._pending_state
+        self._begin()
+        if self._table_schema is not None:
+            target = self.session.qualified(self.target)
+            self.con.execute(f"DROP TABLE IF EXISTS {target}")
+            self.con.execute(
+                f"ALTER TABLE {self.session.qualified(self.staging)} RENAME TO {quote(self.target)}"
+            )
+            self._record_schema(self._table_schema)
+        if state is not None:
+            self._save_state(state)
+        self.con.execute("COMMIT")
+        self._in_txn = False
+
+    def abort(self) -> None:
+        """Roll back the open transaction."""
+        if self._in_txn:
+            self.con.execute("ROLLBACK")
+            self._in_txn = False

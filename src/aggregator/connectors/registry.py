@@ -1,0 +1,64 @@
+"""Finds connectors through the ``aggregator.connectors`` entry-point group.
+
+Built-in connectors are registered in this package's ``pyproject.toml`` the same way a
+third-party package registers its own, so there is one lookup path for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+from aggregator.connectors.sdk import Connector, Destination, Source
+from aggregator.core.errors import ConfigError
+
+GROUP = "aggregator.connectors"
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    """A registered connector."""
+
+    name: str
+    kind: str
+    cls: type[Connector]  # type: ignore[type-arg]
+    package: str
+    description: str
+
+
+@cache
+def all_connectors() -> tuple[ConnectorInfo, ...]:
+    """Every installed connector, sorted by kind then name."""
+    found: list[ConnectorInfo] = []
+    for ep in entry_points(group=GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Source | Destination)):
+            continue
+        package = ep.dist.name if ep.dist is not None else "?"
+        found.append(ConnectorInfo(cls.name, cls.kind, cls, package, cls.description))
+    return tuple(sorted(found, key=lambda c: (c.kind, c.name)))
+
+
+def get(name: str, kind: str | None = None) -> ConnectorInfo:
+    """The connector ``name`` (optionally of ``kind``); a clear error lists the known names."""
+    matches = [c for c in all_connectors() if c.name == name and (kind is None or c.kind == kind)]
+    if not matches:
+        known = ", ".join(sorted({c.name for c in all_connectors() if kind in (None, c.kind)}))
+        what = f"{kind} connector" if kind else "connector"
+        raise ConfigError(f"unknown {what} {name!r}; installed: {known}")
+    return matches[0]
+
+
+def source_class(name: str) -> type[Source]:  # type: ignore[type-arg]
+    """The source class registered as ``name``."""
+    cls = get(name, "source").cls
+    assert issubclass(cls, Source)
+    return cls
+
+
+def destination_class(name: str) -> type[Destination]:  # type: ignore[type-arg]
+    """The destination class registered as ``name``."""
+    cls = get(name, "destination").cls
+    assert issubclass(cls, Destination)
+    return cls

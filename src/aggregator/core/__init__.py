@@ -1,0 +1,1 @@
+"""Contracts shared by every part of the platform: types, streams, messages, errors."""

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
+import structlog
+
 from aggregator.connectors.sdk import Connector, Destination, Source
 from aggregator.core.errors import ConfigError
 
 GROUP = "aggregator.connectors"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,11 @@ def all_connectors() -> tuple[ConnectorInfo, ...]:
     """Every installed connector, sorted by kind then name."""
     found: list[ConnectorInfo] = []
     for ep in entry_points(group=GROUP):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not hide the others
+            log.warning("connector.load_failed", entry_point=ep.name, error=str(exc))
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Source | Destination)):
             continue
         package = ep.dist.name if ep.dist is not None else "?"

@@ -69,7 +69,7 @@ class Connector(ABC, Generic[ConfigT]):
                 f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid {cls.name} configuration: {problems}") from exc
-        return cls(config)
+        return cls(config)  # type: ignore[arg-type]
 
     @abstractmethod
     def check(self) -> CheckResult:

@@ -28,13 +28,15 @@ class ConfigError(AggregatorError):
 
 
 class SpecError(ConfigError):
-    """A pipeline spec failed validation; ``errors`` lists (location, message) pairs."""
+    """A pipeline spec failed validation.
 
-    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
-        lines = [f"{source}: {loc}: {msg}" for loc, msg in errors]
-        super().__init__("invalid pipeline spec\n" + "\n".join(lines))
+    ``problems`` are lines of the form ``file:line: field.path: what was expected``.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"invalid pipeline spec {source}\n" + "\n".join(problems))
         self.source = source
-        self.errors = errors
+        self.problems = problems
 
 
 class ConnectorError(AggregatorError):

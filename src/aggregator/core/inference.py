@@ -205,7 +205,9 @@ class TextTyper:
             bad_rows = {row for row, _ in bad}
             mask = pa.array([i not in bad_rows for i in range(len(values))])
             cleaned = pc.if_else(mask, values, pa.scalar(None, pa.string()))
-            reasons = [(row, f"column {name!r}: {text!r} is not a valid {dtype}") for row, text in bad]
+            reasons = [
+                (row, f"column {name!r}: {text!r} is not a valid {dtype}") for row, text in bad
+            ]
             return cast_text(cleaned, dtype), reasons
 
     def _cast_inferred(self, name: str, values: pa.Array) -> pa.Array:

@@ -39,7 +39,9 @@ class Quarantined:
     rows: pa.Table
 
     @classmethod
-    def of(cls, reasons: list[str], positions: list[str | None], raws: list[str | None]) -> Quarantined:
+    def of(
+        cls, reasons: list[str], positions: list[str | None], raws: list[str | None]
+    ) -> Quarantined:
         """Build from parallel lists (used on error paths only)."""
         return cls(
             pa.table(

@@ -191,4 +191,5 @@ def row_json(batch: pa.RecordBatch, row: int) -> str:
 
 def is_textual_type(dtype: pa.DataType) -> bool:
     """True for the string storage of a type (used by destinations to pick TEXT)."""
-    return pa.types.is_string(_storage(dtype)) or pa.types.is_large_string(_storage(dtype))
+    storage = _storage(dtype)
+    return bool(pa.types.is_string(storage) or pa.types.is_large_string(storage))

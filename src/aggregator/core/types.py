@@ -131,14 +131,18 @@ def type_to_string(dtype: pa.DataType) -> str:
 
 def schema_to_json(schema: pa.Schema) -> list[dict[str, object]]:
     """A JSON-friendly description of a schema: ``[{name, type, nullable}]``."""
-    return [{"name": f.name, "type": type_to_string(f.type), "nullable": f.nullable} for f in schema]
+    return [
+        {"name": f.name, "type": type_to_string(f.type), "nullable": f.nullable} for f in schema
+    ]
 
 
 def schema_from_json(columns: list[dict[str, object]]) -> pa.Schema:
     """Inverse of :func:`schema_to_json`."""
     return pa.schema(
         [
-            pa.field(str(c["name"]), type_from_string(str(c["type"])), bool(c.get("nullable", True)))
+            pa.field(
+                str(c["name"]), type_from_string(str(c["type"])), bool(c.get("nullable", True))
+            )
             for c in columns
         ]
     )
@@ -226,6 +230,8 @@ def _widen_struct(a: pa.StructType, b: pa.StructType) -> pa.DataType | None:
 
 def is_textual(dtype: pa.DataType) -> bool:
     """True for string-like types (string, large_string, JSON)."""
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or isinstance(
-        dtype, pa.JsonType
+    return (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or isinstance(dtype, pa.JsonType)
     )

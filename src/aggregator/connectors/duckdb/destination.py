@@ -81,7 +81,9 @@ class DuckDBSession(DestinationSession):
     """One connection to the database; each stream writer uses its own cursor."""
 
     def __init__(self, config: DuckDBConfig, pipeline: str) -> None:
-        options = {"memory_limit": config.memory_limit} if config.memory_limit else {}
+        options: dict[str, str | bool | int | float | list[str]] = {}
+        if config.memory_limit:
+            options["memory_limit"] = config.memory_limit
         self.con = duckdb.connect(config.path, config=options)
         self.schema = config.schema_name
         self.pipeline = pipeline
@@ -145,9 +147,8 @@ class DuckDBSession(DestinationSession):
         ).fetchone()
         if row is not None:
             return schema_from_json(json.loads(row[0]))
-        arrow_schema: pa.Schema = cursor.execute(
-            f"SELECT * FROM {self.qualified(table)} LIMIT 0"
-        ).arrow().schema
+        result = cursor.execute(f"SELECT * FROM {self.qualified(table)} LIMIT 0")
+        arrow_schema: pa.Schema = result.to_arrow_table().schema  # type: ignore[union-attr]
         return arrow_schema
 
     def writer(self, stream: ConfiguredStream, run_id: str) -> StreamWriter:

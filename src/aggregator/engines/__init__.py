@@ -1,0 +1,1 @@
+"""Engines that execute pipelines: the local (embedded) engine for now."""

@@ -1,0 +1,23 @@
+"""Hooks through which the engine reports progress (the CLI draws bars with them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aggregator.metadata.store import StreamRunRecord
+
+
+class RunObserver:
+    """Receives run events; every method is a no-op by default. Called from worker threads."""
+
+    def run_started(self, run_id: str, streams: list[str]) -> None:
+        """A run began with these streams."""
+
+    def stream_progress(self, stream: str, rows_read: int, rows_loaded: int) -> None:
+        """Rows so far for ``stream``."""
+
+    def checkpoint(self, stream: str, state: dict[str, Any] | None, rows_loaded: int) -> None:
+        """Data and state up to here are committed."""
+
+    def stream_finished(self, record: StreamRunRecord) -> None:
+        """A stream ended (succeeded or failed)."""

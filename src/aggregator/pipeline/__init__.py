@@ -1,0 +1,1 @@
+"""Pipeline specs: YAML files describing sources, streams, destination and engine options."""

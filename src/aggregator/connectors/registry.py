@@ -30,9 +30,23 @@ class ConnectorInfo:
     description: str
 
 
-@cache
+_registered: list[ConnectorInfo] = []
+
+
+def register(cls: type[Connector]) -> None:  # type: ignore[type-arg]
+    """Register a connector class in this process (for embedding and tests)."""
+    _registered.append(ConnectorInfo(cls.name, cls.kind, cls, "(registered)", cls.description))
+    _entry_point_connectors.cache_clear()
+
+
 def all_connectors() -> tuple[ConnectorInfo, ...]:
     """Every installed connector, sorted by kind then name."""
+    found = list(_entry_point_connectors()) + _registered
+    return tuple(sorted(found, key=lambda c: (c.kind, c.name)))
+
+
+@cache
+def _entry_point_connectors() -> tuple[ConnectorInfo, ...]:
     found: list[ConnectorInfo] = []
     for ep in entry_points(group=GROUP):
         try:
@@ -44,14 +58,15 @@ def all_connectors() -> tuple[ConnectorInfo, ...]:
             continue
         package = ep.dist.name if ep.dist is not None else "?"
         found.append(ConnectorInfo(cls.name, cls.kind, cls, package, cls.description))
-    return tuple(sorted(found, key=lambda c: (c.kind, c.name)))
+    return tuple(found)
 
 
 def get(name: str, kind: str | None = None) -> ConnectorInfo:
     """The connector ``name`` (optionally of ``kind``); a clear error lists the known names."""
-    matches = [c for c in all_connectors() if c.name == name and (kind is None or c.kind == kind)]
+    everything = all_connectors()
+    matches = [c for c in everything if c.name == name and (kind is None or c.kind == kind)]
     if not matches:
-        known = ", ".join(sorted({c.name for c in all_connectors() if kind in (None, c.kind)}))
+        known = ", ".join(sorted({c.name for c in everything if kind in (None, c.kind)}))
         what = f"{kind} connector" if kind else "connector"
         raise ConfigError(f"unknown {what} {name!r}; installed: {known}")
     return matches[0]

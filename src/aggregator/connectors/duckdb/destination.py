@@ -13,7 +13,6 @@ Bookkeeping tables (append-only, so concurrent stream transactions never conflic
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
@@ -35,14 +34,16 @@ from aggregator.connectors.sdk import (
 from aggregator.core.catalog import ConfiguredStream, WriteMode
 from aggregator.core.types import schema_from_json, schema_to_json
 
-_SEQ = itertools.count()
 _SEQ_LOCK = threading.Lock()
+_last_seq = 0
 
 
 def _next_seq() -> int:
-    """Monotonic sequence across runs: wall-clock nanoseconds plus a process counter."""
+    """Increasing across runs and threads: wall-clock nanoseconds, bumped past the last one."""
+    global _last_seq
     with _SEQ_LOCK:
-        return time.time_ns() * 1000 + next(_SEQ) % 1000
+        _last_seq = max(time.time_ns(), _last_seq + 1)
+        return _last_seq
 
 
 class DuckDBConfig(ConnectorConfig):

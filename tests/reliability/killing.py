@@ -59,7 +59,7 @@ def kill_after_checkpoints(
             seen += 1
             if seen >= checkpoints:
                 break
-    time.sleep(random.uniform(0, jitter))  # noqa: S311 - test timing, not security
+    time.sleep(random.uniform(0, jitter))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, f"process ended on its own ({proc.returncode})"

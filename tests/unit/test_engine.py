@@ -45,7 +45,8 @@ def test_exact_decimal_type_in_destination(tmp_path: Path, store: MetadataStore)
     types = dict(
         _rows(
             tmp_path,
-            "select column_name, data_type from information_schema.columns where table_name='numbers'",
+            "select column_name, data_type from information_schema.columns "
+            "where table_name = 'numbers'",
         )
     )
     assert types == {"id": "BIGINT", "amount": "DECIMAL(12,2)", "version": "BIGINT"}

@@ -1,0 +1,41 @@
+# Data Aggregator Platform: `make demo` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo test test-fast lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the package with its extras (fast when nothing changed)
+
+demo: setup ## Run the demo pipeline (3 sources -> DuckDB) on embedded defaults; run twice to see incremental loads
+	$(BIN)/python examples/demo/demo.py
+
+lint: setup ## Ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+	$(BIN)/mypy
+
+test: setup lint ## Lint, then every test with coverage
+	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider
+
+test-fast: setup ## Tests without the slow reliability suite
+	$(BIN)/pytest -m "not slow" -q
+
+format: setup ## Format the code
+	$(BIN)/ruff format src tests examples
+	$(BIN)/ruff check --fix src tests examples
+
+clean: ## Remove the virtualenv, caches and demo output
+	rm -rf $(VENV) .demo .aggregator .pytest_cache .mypy_cache .ruff_cache .coverage* coverage.xml

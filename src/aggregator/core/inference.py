@@ -8,7 +8,8 @@ Inference rules (chosen for exactness, not convenience):
 - integers with a leading zero (``007``) stay text: they are identifiers, not numbers;
 - integers beyond 64 bits become ``decimal(P,0)``; decimals keep every digit
   (``decimal(P,S)``, up to 76 digits), beyond that the column stays text;
-- ``1e5`` style numbers are ``float64``;
+- ``1e5`` style numbers are ``float64`` when every value of the column has at most 15
+  significant digits (so each text round-trips through a double); otherwise text;
 - ISO dates are ``date``; ISO timestamps without offset are naive ``timestamp``; with an
   offset (``Z``, ``+02:00``) they are instants in ``timestamptz`` (UTC); a mix of naive and
   offset values stays text;
@@ -58,6 +59,13 @@ def _decimal_shape(values: pa.Array) -> tuple[int, int]:
     return int(pc.max(integral).as_py() or 0), int(pc.max(scale).as_py() or 0)
 
 
+def _max_significant_digits(values: pa.Array) -> int:
+    """Digits in the mantissa (an upper bound of significant digits)."""
+    mantissa = pc.replace_substring_regex(values, r"[eE].*$", "")
+    digits = pc.replace_substring_regex(mantissa, r"[^0-9]", "")
+    return int(pc.max(pc.utf8_length(pc.utf8_ltrim(digits, "0"))).as_py() or 0)
+
+
 def infer_type(values: pa.Array) -> pa.DataType:
     """The exact type of a string array's non-null values (``null`` if all are null)."""
     present = pc.drop_null(values)
@@ -83,7 +91,7 @@ def infer_type(values: pa.Array) -> pa.DataType:
             precision = integral + scale
         return decimal_type(precision, scale) if precision <= 76 else pa.string()
     if _all_match(present, f"{_INT}|{_DEC}|{_FLOAT}"):
-        return pa.float64()
+        return pa.float64() if _max_significant_digits(present) <= 15 else pa.string()
     if _all_match(present, _BOOL):
         return pa.bool_()
     for pattern, dtype in ((_DATE, pa.date32()), (_TS_NAIVE, TIMESTAMP), (_TS_TZ, TIMESTAMPTZ)):
@@ -122,6 +130,12 @@ def cast_text(values: pa.Array, dtype: pa.DataType) -> pa.Array:
             integral, scale = _decimal_shape(pc.drop_null(values))
             if scale > dtype.scale or integral > dtype.precision - dtype.scale:
                 raise pa.ArrowInvalid(f"does not fit {dtype} without rounding")
+    if pa.types.is_floating(dtype):
+        present = pc.drop_null(values)
+        if not _all_match(present, f"{_INT}|{_DEC}|{_FLOAT}"):
+            raise pa.ArrowInvalid(f"not a valid {dtype}")
+        if _max_significant_digits(present) > 15:
+            raise pa.ArrowInvalid(f"more digits than {dtype} holds exactly")
     if isinstance(dtype, pa.ExtensionType):
         storage = pc.cast(values, dtype.storage_type)
         return pa.ExtensionArray.from_storage(dtype, storage)

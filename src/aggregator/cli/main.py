@@ -43,8 +43,8 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(runs_app, name="runs")
 app.add_typer(state_app, name="state")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 PipelineArg = Annotated[Path, typer.Argument(help="Pipeline YAML file.", show_default=False)]

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from rich.console import Console
 
 from aggregator.cli.render import ProgressObserver, arrow_table, run_table
 from aggregator.engines.local import LocalEngine
 from aggregator.metadata.store import MetadataStore
+from aggregator.observability.logging import configure_logging
 from aggregator.pipeline.spec import load_pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -46,14 +48,18 @@ def deliver(day: int) -> None:
 
 def write_bulk_orders(path: Path) -> None:
     """A larger, generated order history, so the summary shows real throughput."""
-    ids = pa.array(range(1, BULK_ROWS + 1), pa.int64())
+    ids = pa.array(range(1_000_001, 1_000_001 + BULK_ROWS), pa.int64())
+    cents = pc.multiply(pc.bit_wise_and(ids, 4095), 37)
+    whole = pc.divide(cents, 100)
+    fraction = pc.subtract(cents, pc.multiply(whole, 100))
+    amount_text = pc.binary_join_element_wise(
+        pc.cast(whole, pa.string()), pc.utf8_lpad(pc.cast(fraction, pa.string()), 2, "0"), "."
+    )
     table = pa.table(
         {
             "order_id": ids,
-            "customer_id": pa.compute.add(pa.compute.bit_wise_and(ids, 7), 1),
-            "amount": pa.compute.cast(
-                pa.compute.divide(pa.compute.multiply(ids, 37), 100), pa.decimal128(12, 2)
-            ).cast(pa.string()),
+            "customer_id": pc.add(pc.bit_wise_and(ids, 7), 1),
+            "amount": amount_text,
             "currency": pa.array(["EUR"] * BULK_ROWS),
             "status": pa.array(["paid"] * BULK_ROWS),
             "ordered_at": pa.array(["2025-06-01T12:00:00+00:00"] * BULK_ROWS),
@@ -64,29 +70,35 @@ def write_bulk_orders(path: Path) -> None:
 
 
 def show_quarantine(con: duckdb.DuckDBPyConnection) -> None:
-    tables = [
-        r[0]
-        for r in con.execute(
-            "select table_name from information_schema.tables "
-            "where table_name like '%__quarantine' order by 1"
+    """Print what each stream quarantined in its latest run, with reason and position."""
+    tables = con.sql(
+        "select table_name from information_schema.tables "
+        "where table_name like '%__quarantine' order by 1"
+    ).fetchall()
+    for (table,) in tables:
+        rows = con.sql(
+            f'select reason, position from "{table}" '
+            f'where run_id = (select max_by(run_id, quarantined_at) from "{table}") '
+            "order by position"
         ).fetchall()
-    ]
-    for table in tables:
-        rows = con.execute(
-            f'select reason, position from "{table}" order by quarantined_at desc, position limit 5'
-        ).to_arrow_table()
-        console.print(arrow_table(rows, title=f"{table} (latest)"))
+        console.print(f"[bold]{table}[/bold] ({len(rows)} rows in the latest run with rejects)")
+        for reason, position in rows:
+            console.print(
+                f"  {Path(position).name if position else '?'}: {reason}", highlight=False
+            )
 
 
 SAMPLE_QUERY = """
-select c.customer_id, c.name, c.country,
-       count(distinct o.order_id) as orders,
-       sum(o.amount) as revenue,
-       count(distinct e.event_id) as events
-from customers c
-left join orders o on o.customer_id = c.customer_id and o.order_id > 1000 and o.order_id < 2000
-left join events e on e.customer_id = c.customer_id
-group by all
+with o as (
+  select customer_id, count(*) as recent_orders, sum(amount) as revenue
+  from orders where order_id < 1000000 group by all
+), e as (
+  select customer_id, count(*) as events from events group by all
+)
+select c.customer_id, c.name, c.country, c.credit_limit,
+       coalesce(o.recent_orders, 0) as recent_orders, o.revenue,
+       coalesce(e.events, 0) as events
+from customers c left join o using (customer_id) left join e using (customer_id)
 order by c.customer_id
 """
 
@@ -102,6 +114,7 @@ def main() -> int:
     else:
         console.rule(f"[bold]demo run {day}: no new data since the last run (expect 0 rows read)")
 
+    configure_logging("warning")
     os.environ["DEMO_DIR"] = str(DEMO)
     os.environ.setdefault("AGGREGATOR_HOME", str(DEMO / ".aggregator"))
     spec = load_pipeline(HERE / "pipeline.yml")
@@ -123,7 +136,7 @@ def main() -> int:
         return 1
     with duckdb.connect(str(DEMO / "warehouse.duckdb"), read_only=True) as con:
         show_quarantine(con)
-        console.print(arrow_table(con.execute(SAMPLE_QUERY).to_arrow_table(), "sample query"))
+        console.print(arrow_table(con.sql(SAMPLE_QUERY).to_arrow_table(), "sample query"))
     console.print(
         f"metadata: {store.engine.url} · warehouse: {DEMO / 'warehouse.duckdb'}\n"
         "Run `make demo` again to load the next day incrementally."

@@ -105,11 +105,12 @@ class DuckDBSession(DestinationSession):
 
     def read_state(self, stream: str) -> dict[str, Any] | None:
         """Latest committed state of ``stream`` (a reset is stored as a NULL state)."""
-        row = self.con.execute(
-            f"SELECT state FROM {self.qualified('_aggregator_state')} "
-            "WHERE pipeline = ? AND stream = ? ORDER BY seq DESC LIMIT 1",
-            [self.pipeline, stream],
-        ).fetchone()
+        with self.con.cursor() as cursor:
+            row = cursor.execute(
+                f"SELECT state FROM {self.qualified('_aggregator_state')} "
+                "WHERE pipeline = ? AND stream = ? ORDER BY seq DESC LIMIT 1",
+                [self.pipeline, stream],
+            ).fetchone()
         if row is None or row[0] is None:
             return None
         state: dict[str, Any] = json.loads(row[0])
@@ -118,18 +119,21 @@ class DuckDBSession(DestinationSession):
     def reset_state(self, stream: str | None = None) -> None:
         """Append NULL states, so the next run starts from scratch."""
         streams = [stream] if stream else self._streams_with_state()
-        for name in streams:
-            self.con.execute(
-                f"INSERT INTO {self.qualified('_aggregator_state')} "
-                "VALUES (?, ?, ?, 'reset', NULL, now())",
-                [self.pipeline, name, _next_seq()],
-            )
+        with self.con.cursor() as cursor:
+            for name in streams:
+                cursor.execute(
+                    f"INSERT INTO {self.qualified('_aggregator_state')} "
+                    "VALUES (?, ?, ?, 'reset', NULL, now())",
+                    [self.pipeline, name, _next_seq()],
+                )
 
     def _streams_with_state(self) -> list[str]:
-        rows = self.con.execute(
-            f"SELECT DISTINCT stream FROM {self.qualified('_aggregator_state')} WHERE pipeline = ?",
-            [self.pipeline],
-        ).fetchall()
+        with self.con.cursor() as cursor:
+            rows = cursor.execute(
+                f"SELECT DISTINCT stream FROM {self.qualified('_aggregator_state')} "
+                "WHERE pipeline = ?",
+                [self.pipeline],
+            ).fetchall()
         return [r[0] for r in rows]
 
     def stored_schema(self, cursor: duckdb.DuckDBPyConnection, table: str) -> pa.Schema | None:

@@ -120,3 +120,18 @@ def test_float_column_becomes_text_rather_than_rounding() -> None:
     )
     later = typer.apply(pa.record_batch({"f": ["70302000.38588416", "1e-3"]})).batch
     assert later.column("f").to_pylist() == ["70302000.38588416", "1e-3"]
+
+
+def test_all_null_batches_do_not_pin_a_column_to_text() -> None:
+    typer = TextTyper()
+    assert (
+        typer.apply(pa.record_batch({"a": pa.array([None, ""], pa.string())}))
+        .batch.column("a")
+        .type
+        == pa.null()
+    )
+    assert typer.apply(pa.record_batch({"a": ["1"]})).batch.column("a").type == pa.int64()
+    assert (
+        typer.apply(pa.record_batch({"a": pa.array([None], pa.string())})).batch.column("a").type
+        == pa.int64()
+    )

@@ -88,3 +88,16 @@ def test_normalize_column_names() -> None:
         "a_3",
         "b",
     ]
+
+
+def test_widening_decimals_to_text_never_uses_exponent_notation() -> None:
+    from decimal import Decimal
+
+    current = pa.schema([("v", pa.decimal128(38, 10))])
+    batch = pa.record_batch({"v": pa.array(["x"])})
+    previous = pa.array([Decimal("0"), Decimal("1E-10"), Decimal("2.5")], pa.decimal128(38, 10))
+    result = reconcile("s", current, batch, SchemaPolicy.EVOLVE)
+    from aggregator.core.schema import conform
+
+    old = conform(pa.record_batch({"v": previous}), result.schema)
+    assert old.column("v").to_pylist() == ["0.0000000000", "0.0000000001", "2.5000000000"]

@@ -33,6 +33,7 @@ _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
 _TS_NAIVE = _TS + "$"
 _TS_TZ = _TS + r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_LEADING_ZERO = r"^[+-]?0[0-9]"
 _MIN_INTEGRAL_DIGITS = 18
 
 
@@ -116,20 +117,22 @@ def _casts(values: pa.Array, dtype: pa.DataType) -> bool:
 
 def cast_text(values: pa.Array, dtype: pa.DataType) -> pa.Array:
     """Cast a string array to ``dtype`` exactly; raises ``pa.ArrowInvalid`` if any value fails."""
-    if pa.types.is_string(dtype) or pa.types.is_null(dtype):
-        return values if pa.types.is_string(dtype) else pc.cast(values, dtype)
+    if pa.types.is_string(dtype):
+        return values
+    if pa.types.is_null(dtype):
+        if values.null_count != len(values):
+            raise pa.ArrowInvalid("a value where only nulls were expected")
+        return pa.nulls(len(values), pa.null())
     if pa.types.is_boolean(dtype):
         if not _all_match(pc.drop_null(values), _BOOL):
             raise pa.ArrowInvalid("not a boolean (expected true or false)")
         return pc.cast(pc.utf8_lower(values), dtype)
     if pa.types.is_integer(dtype) or pa.types.is_decimal(dtype):
-        pattern = _INT if pa.types.is_integer(dtype) else f"{_INT}|{_DEC}"
-        if not _all_match(pc.drop_null(values), pattern):
-            raise pa.ArrowInvalid(f"not a valid {dtype}")
-        if pa.types.is_decimal(dtype):
-            integral, scale = _decimal_shape(pc.drop_null(values))
-            if scale > dtype.scale or integral > dtype.precision - dtype.scale:
-                raise pa.ArrowInvalid(f"does not fit {dtype} without rounding")
+        # Arrow's cast is strict about range and scale; it only accepts leading zeros
+        result = pc.cast(values, dtype)
+        if pc.any(pc.match_substring_regex(values, _LEADING_ZERO)).as_py():
+            raise pa.ArrowInvalid("a number with a leading zero is an identifier, not a number")
+        return result
     if pa.types.is_floating(dtype):
         present = pc.drop_null(values)
         if not _all_match(present, f"{_INT}|{_DEC}|{_FLOAT}"):

@@ -75,11 +75,28 @@ def cast_array(values: pa.Array, dtype: pa.DataType) -> pa.Array:
     return pc.cast(values, dtype)
 
 
+def decimal_text(values: pa.Array) -> pa.Array:
+    """Exact plain text of decimals with all ``scale`` digits (never exponent notation).
+
+    Arrow renders values below 1e-6 as ``1E-10``; only those values are re-rendered in
+    Python, so ordinary columns stay vectorized.
+    """
+    text = pc.cast(values, pa.string())
+    has_exponent = pc.match_substring(text, "E")
+    if not pc.any(has_exponent).as_py():
+        return text
+    rows = pc.indices_nonzero(has_exponent)
+    fixed = pa.array([format(d, "f") for d in pc.take(values, rows).to_pylist()], pa.string())
+    return pc.replace_with_mask(text, has_exponent, fixed)
+
+
 def _to_string(values: pa.Array) -> pa.Array:
     if isinstance(values.type, pa.UuidType):
         hexed = pc.binary_to_hex(values.storage) if hasattr(pc, "binary_to_hex") else None
         if hexed is not None:
             return hexed
+    if pa.types.is_decimal(values.type):
+        return decimal_text(values)
     return cast_array(values, pa.string())
 
 

@@ -10,6 +10,11 @@ import structlog
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    """A logger on the *current* ``sys.stderr`` (tests and embedders may swap it)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "warning", fmt: str = "console") -> None:
     """Send structlog events at ``level`` and above to stderr, as ``console`` or ``json``."""
     renderer: structlog.typing.Processor
@@ -25,7 +30,7 @@ def configure_logging(level: str = "warning", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level.lower(), 30)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=_LEVELS.get(level.lower(), 30), stream=sys.stderr)

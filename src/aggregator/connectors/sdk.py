@@ -85,6 +85,10 @@ class Source(Connector[ConfigT]):
     def discover(self) -> Catalog:
         """The streams this source offers, with schemas, keys and cursor candidates."""
 
+    def stream_names(self) -> list[str]:
+        """Names of the streams offered; override when that is cheaper than ``discover``."""
+        return [s.name for s in self.discover().streams]
+
     @abstractmethod
     def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
         """Yield messages for ``stream``, resuming after ``state`` when given."""

@@ -55,7 +55,7 @@ def plan(spec: PipelineSpec, only: list[str] | None = None) -> list[PlannedStrea
 def _stream_names(source: Source, spec: SourceSpec) -> list[str]:  # type: ignore[type-arg]
     if spec.streams is not None:
         return [s.name for s in spec.streams]
-    return [s.name for s in source.discover().streams]
+    return source.stream_names()
 
 
 class LocalEngine:

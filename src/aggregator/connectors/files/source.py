@@ -108,6 +108,10 @@ class FilesSource(Source[FilesConfig]):
             total += len(entries)
         return CheckResult(True, f"{len(self.config.streams)} stream(s), {total} file(s) found")
 
+    def stream_names(self) -> list[str]:
+        """The configured streams (no file is opened)."""
+        return [cfg.name for cfg in self.config.streams]
+
     def discover(self) -> Catalog:
         """One stream per configured stream, typed from the first batch of its first file."""
         return Catalog(tuple(self._discover_stream(cfg) for cfg in self.config.streams))

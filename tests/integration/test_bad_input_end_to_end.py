@@ -110,7 +110,8 @@ def test_quoted_newlines_bom_crlf_are_exact(loaded: tuple[RunRecord, Path, Metad
         r[0]
         for r in _q(
             tmp,
-            "select column_name from information_schema.columns where table_name = 'bom_crlf' order by ordinal_position",
+            "select column_name from information_schema.columns "
+            "where table_name = 'bom_crlf' order by ordinal_position",
         )
     ] == ["id", "name"]
 
@@ -159,7 +160,8 @@ def test_big_integers_and_long_decimals_are_exact(
     types = dict(
         _q(
             tmp,
-            "select column_name, data_type from information_schema.columns where table_name = 'numbers'",
+            "select column_name, data_type from information_schema.columns "
+            "where table_name = 'numbers'",
         )
     )
     assert types == {

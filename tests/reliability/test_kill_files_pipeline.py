@@ -1,4 +1,4 @@
-"""SIGKILL the real CLI loading CSV files into DuckDB; the re-run ends with exactly the source rows."""
+"""SIGKILL the real CLI loading CSV into DuckDB; a re-run ends with exactly the source rows."""
 
 from __future__ import annotations
 

@@ -107,3 +107,18 @@ def test_preview_check_discover(tmp_path: Path) -> None:
     assert [line.split()[0] for line in check.stdout.splitlines()] == ["ok", "ok"]
     discovered = json.loads(runner.invoke(app, ["discover", str(pipeline), "--json"]).stdout)
     assert discovered["gen"]["streams"][0]["primary_key"] == ["id"]
+
+
+def test_init_scaffold_runs_and_second_run_reads_nothing(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    assert runner.invoke(app, ["init", str(project)]).exit_code == 0
+    first = runner.invoke(app, ["run", str(project / "pipeline.yml"), "--json"])
+    assert first.exit_code == 0, first.output
+    assert {s["name"]: s["rows_loaded"] for s in json.loads(first.stdout)["streams"]} == {
+        "orders": 3,
+        "events": 2,
+    }
+    second = runner.invoke(app, ["run", str(project / "pipeline.yml"), "--json"])
+    assert [s["rows_read"] for s in json.loads(second.stdout)["streams"]] == [0, 0]
+    again = runner.invoke(app, ["init", str(project)])
+    assert again.exit_code == 2 and "refusing to overwrite" in again.stderr

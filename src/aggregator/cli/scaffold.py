@@ -25,7 +25,7 @@ sources:
         primary_key: [order_id]
         cursor_field: updated_at      # incremental: only rows newer than the last run
         write_mode: merge             # upsert on order_id
-        columns: {amount: decimal(12,2)}
+        columns: {amount: "decimal(12,2)"}   # quoted: the comma would split a {...} mapping
       - name: events
         sync_mode: incremental        # files are tracked by modification time
 destination:

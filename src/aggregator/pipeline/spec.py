@@ -57,7 +57,8 @@ class StreamSpec(_Strict):
     schema_policy: SchemaPolicy | None = Field(None, description="Overrides the pipeline policy.")
     table: str | None = Field(None, description="Destination table (default: the stream name).")
     columns: dict[str, str] = Field(
-        default_factory=dict, description="Declared column types, e.g. {amount: decimal(12,2)}."
+        default_factory=dict,
+        description="Declared column types, e.g. amount: decimal(12,2) (quote it inside {...}).",
     )
 
     @field_validator("columns")

@@ -259,3 +259,12 @@ def test_resume_in_parquet_skips_committed_rows(tmp_path: Path) -> None:
     }
     resumed = read(tmp_path / "p.parquet", state, stream=ConfiguredStream(name="s", batch_size=3))
     assert [r["id"] for r in rows(resumed)] == [7, 8, 9]
+
+
+def test_incremental_without_cursor_tracks_files_by_modification_time(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(csv_lines(2))
+    stream = ConfiguredStream(name="s", sync_mode=SyncMode.INCREMENTAL)
+    first = read(tmp_path / "*.csv", stream=stream)
+    assert [r["id"] for r in rows(first)] == [0, 1]
+    again = read(tmp_path / "*.csv", checkpoints(first)[-1], stream=stream)
+    assert rows(again) == []

@@ -151,7 +151,11 @@ class FilesSource(Source[FilesConfig]):
         cfg = self._stream_config(stream.name)
         entries = require_files(stream.name, cfg)
         state = dict(state or {})
-        by_mtime = cfg.incremental_by is IncrementalBy.MODIFIED_AT
+        incremental = stream.sync_mode is SyncMode.INCREMENTAL
+        # without a cursor column, an incremental files stream is tracked per file
+        by_mtime = cfg.incremental_by is IncrementalBy.MODIFIED_AT or (
+            incremental and not stream.cursor_field
+        )
         previous: dict[str, Any] = dict(state.get("files") or {})
         current: dict[str, Any] = dict(state.get("current") or {})
         cursor: CursorFilter | None = None

@@ -6,7 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint format clean
+SERVICES_DIR ?= /tmp/aggregator-services
+WITH_SERVICES := set -a && . $(SERVICES_DIR)/env && set +a &&
+
+.PHONY: help setup services services-stop demo test test-fast lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +22,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the package with its extras (fast when nothing changed)
 
+services: ## Start PostgreSQL, MariaDB and Redis on loopback ports for the tests (idempotent)
+	AGGREGATOR_SERVICES_DIR=$(SERVICES_DIR) scripts/services.sh start
+
+services-stop: ## Stop the test services
+	AGGREGATOR_SERVICES_DIR=$(SERVICES_DIR) scripts/services.sh stop
+
 demo: setup ## Run the demo pipeline (3 sources -> DuckDB) on embedded defaults; run twice to see incremental loads
 	$(BIN)/python examples/demo/demo.py
 
@@ -27,11 +36,11 @@ lint: setup ## Ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 
-test: setup lint ## Lint, then every test with coverage
-	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider
+test: setup lint services ## Lint, start the services, then every test with coverage
+	$(WITH_SERVICES) $(BIN)/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider
 
-test-fast: setup ## Tests without the slow reliability suite
-	$(BIN)/pytest -m "not slow" -q
+test-fast: setup services ## Tests without the slow reliability suite
+	$(WITH_SERVICES) $(BIN)/pytest -m "not slow" -q
 
 format: setup ## Format the code
 	$(BIN)/ruff format src tests examples

@@ -105,3 +105,24 @@ def test_run_records_are_stored(tmp_path: Path, store: MetadataStore) -> None:
     assert stored is not None and stored.status == "succeeded"
     assert stored.streams[0].rows_loaded == 10
     assert stored.streams[0].state == {"after": 10}
+
+
+def test_stream_processor_rejections_are_quarantined(tmp_path: Path, store: MetadataStore) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from aggregator.engines.processing import Processed, StreamProcessor
+
+    class DropEven(StreamProcessor):
+        def process(self, batch: pa.RecordBatch) -> Processed:
+            even = pc.equal(pc.bit_wise_and(batch.column("id"), 1), 0)
+            rejected = {i: "even id" for i in pc.indices_nonzero(even).to_pylist()}
+            return Processed(batch.filter(pc.invert(even)), rejected)
+
+    spec = PipelineSpec.model_validate(pipeline_dict(str(tmp_path), "append", rows=10, batch=4))
+    record = LocalEngine(store, processors=lambda _s, _c: DropEven()).run(spec)
+    s = record.streams[0]
+    assert (s.rows_read, s.rows_loaded, s.rows_quarantined) == (10, 5, 5)
+    assert _rows(tmp_path, "select count(*) from numbers__quarantine where reason = 'even id'") == [
+        (5,)
+    ]

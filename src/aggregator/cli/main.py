@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aggregator import __version__
+from aggregator.cli.commands import register_all
 from aggregator.cli.render import ProgressObserver, arrow_table, run_table, runs_table
 from aggregator.cli.scaffold import scaffold_project
 from aggregator.connectors import registry
@@ -348,6 +349,8 @@ def preview(
     else:
         out.print(arrow_table(table, title=f"{stream} (first {table.num_rows} rows)"))
 
+
+register_all(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -16,11 +17,13 @@ from aggregator.connectors.sdk import DestinationSession, Source
 from aggregator.core.catalog import ConfiguredStream, SyncMode, WriteMode
 from aggregator.core.errors import AggregatorError, ConfigError
 from aggregator.engines.observer import RunObserver
+from aggregator.engines.processing import StreamProcessor
 from aggregator.engines.stream_task import StreamTask
 from aggregator.metadata.store import MetadataStore, RunRecord, StreamRunRecord
 from aggregator.pipeline.spec import PipelineSpec, SourceSpec
 
 log = structlog.get_logger(__name__)
+ProcessorFactory = Callable[[PipelineSpec, ConfiguredStream], StreamProcessor]
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,15 @@ def _stream_names(source: Source, spec: SourceSpec) -> list[str]:  # type: ignor
 class LocalEngine:
     """Runs pipelines in this process; streams run concurrently in threads."""
 
-    def __init__(self, store: MetadataStore, observer: RunObserver | None = None) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        observer: RunObserver | None = None,
+        processors: ProcessorFactory | None = None,
+    ) -> None:
         self.store = store
         self.observer = observer or RunObserver()
+        self.processors = processors or (lambda _spec, _stream: StreamProcessor())
         self.cancel_event = threading.Event()
 
     def run(
@@ -140,6 +149,7 @@ class LocalEngine:
                 observer=self.observer,
                 queue_size=spec.engine.queue_size,
                 stop=self.cancel_event,
+                processor=self.processors(spec, p.stream),
             )
             return task.run()
 

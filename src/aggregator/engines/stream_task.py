@@ -32,6 +32,7 @@ from aggregator.core.messages import (
 from aggregator.core.schema import reconcile, row_json
 from aggregator.core.types import schema_to_json
 from aggregator.engines.observer import RunObserver
+from aggregator.engines.processing import StreamProcessor
 from aggregator.metadata.store import MetadataStore, StreamRunRecord
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,7 @@ class StreamTask:
         observer: RunObserver,
         queue_size: int,
         stop: threading.Event,
+        processor: StreamProcessor | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.run_id = run_id
@@ -95,6 +97,7 @@ class StreamTask:
         self.observer = observer
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self.stop = stop
+        self.processor = processor or StreamProcessor()
         self.record = StreamRunRecord(name=stream.name, status="running")
         self._pending_versions: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
         self._state: dict[str, Any] | None = None
@@ -113,6 +116,7 @@ class StreamTask:
         producer.start()
         try:
             self._consume()
+            self.processor.finish()
             self.writer.finish(self._state)
             self._flush_versions()
             self.record.status = "succeeded"
@@ -166,6 +170,10 @@ class StreamTask:
     def _write(self, batch: pa.RecordBatch) -> None:
         self._offset = self.record.rows_read
         self.record.rows_read += batch.num_rows
+        processed = self.processor.process(batch)
+        if processed.rejected:
+            self._quarantine_rows(batch, processed.rejected)
+        batch = processed.batch
         null_keys = self._null_keys(batch)
         if null_keys:
             self._quarantine_rows(batch, null_keys)

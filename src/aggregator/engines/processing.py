@@ -1,0 +1,31 @@
+"""The hook where a stream's batches are transformed and checked before they are written.
+
+The engine calls :meth:`StreamProcessor.process` on every batch after the source and before
+schema reconciliation; rows a processor rejects are quarantined with its reason. The default
+processor passes batches through. Transformations and data-quality checks plug in here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass
+class Processed:
+    """A processed batch and the rows (by index in the *input* batch) rejected with a reason."""
+
+    batch: pa.RecordBatch
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+class StreamProcessor:
+    """Transforms and checks one stream's batches; the base class passes them through."""
+
+    def process(self, batch: pa.RecordBatch) -> Processed:
+        """Return the batch to write and the input rows to quarantine."""
+        return Processed(batch)
+
+    def finish(self) -> None:
+        """Called once after the last batch of the stream (e.g. to store a profile)."""

@@ -2,9 +2,10 @@
 
 Every write happens inside a DuckDB transaction that also appends the stream's state to
 ``_aggregator_state``; a crash before ``COMMIT`` leaves the database as of the previous
-checkpoint. ``replace`` builds ``<table>__staging`` inside one transaction and swaps it in at
-the end, so readers see the old table or the new one, never a half-loaded one. ``merge``
-deletes the keys of each batch and inserts the batch's last row per key.
+checkpoint. ``replace`` fills ``<table>__staging`` (committed at checkpoints, so memory
+stays bounded; a crash leaves it to be rebuilt by the next run) and swaps it in with the
+state in one transaction at the end, so readers see the old table or the new one, never a
+half-loaded one. ``merge`` deletes the keys of each batch and inserts the last row per key.
 
 Bookkeeping tables (append-only, so concurrent stream transactions never conflict):
 ``_aggregator_state`` (pipeline, stream, seq, state) and ``_aggregator_schemas``
@@ -305,9 +306,16 @@ class DuckDBWriter(StreamWriter):
         )
 
     def commit(self, state: dict[str, Any] | None) -> None:
-        """Commit staged rows with ``state``; in replace mode, wait for :meth:`finish`."""
+        """Commit staged rows with ``state``.
+
+        In replace mode the rows go to the staging table, which is committed (so memory stays
+        bounded) but not yet visible as the target; the state waits for :meth:`finish`.
+        """
         if self.mode is WriteMode.REPLACE:
             self._pending_state = state
+            if self._in_txn:
+                self.con.execute("COMMIT")
+                self._in_txn = False
             return
         self._begin()
         if state is not None:

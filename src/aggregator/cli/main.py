@@ -52,13 +52,25 @@ PipelineArg = Annotated[Path, typer.Argument(help="Pipeline YAML file.", show_de
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
+_verbose = False
+
+
 def _guard(fn: Callable[[], T]) -> T:
-    """Turn platform errors into a message on stderr and exit code 2 (never a traceback)."""
+    """Turn errors into a message on stderr: exit 2 for configuration errors, 1 otherwise.
+
+    A traceback is shown only with ``--verbose``.
+    """
     try:
         return fn()
     except AggregatorError as exc:
         err.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        if _verbose:
+            err.print_exception()
+        hint = "" if _verbose else " (run with -v for the traceback)"
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}{hint}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def _load(path: Path) -> PipelineSpec:
@@ -77,6 +89,8 @@ def _print_json(data: Any) -> None:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at info level.")] = False,
 ) -> None:
+    global _verbose
+    _verbose = verbose
     settings = load_settings()
     level = "info" if verbose else settings.log_level
     configure_logging(level, settings.log_format)

@@ -30,56 +30,46 @@ extension types). CSV and JSON Lines write decimals as exact text, timestamps as
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import io
 import json
-import re
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pydantic import Field
 
+from aggregator.connectors.file_destination.config import FileDestinationConfig
+from aggregator.connectors.file_destination.formats import (
+    HIVE_NULL,
+    PART,
+    conform_table,
+    csv_friendly,
+    jsonl_bytes,
+    read_csv_exact,
+    read_files,
+    read_jsonl_exact,
+)
 from aggregator.connectors.sdk import (
     CheckResult,
-    ConnectorConfig,
     Destination,
     DestinationSession,
     StreamWriter,
 )
-from aggregator.connectors.sqlite.types import json_text, jsonable, text_form, to_arrow
+from aggregator.connectors.sqlite.types import json_text, jsonable, text_form
 from aggregator.core.catalog import ConfiguredStream, WriteMode
 from aggregator.core.errors import ConfigError, ConnectorError
-from aggregator.core.schema import conform
 from aggregator.core.types import schema_from_json, schema_to_json
 
-_PART = re.compile(r"^part-(\d{8,})-(\d{4,})\.")
-_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _STAGING = ".__staging__"
 _OLD = ".__old__"
 _EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "bz2": ".bz2", "xz": ".xz"}
-
-
-class FileDestinationConfig(ConnectorConfig):
-    """Where and how files are written."""
-
-    path: str = Field(description="Base directory: a local path or an fsspec URL.")
-    format: Literal["parquet", "csv", "jsonl"] = Field("parquet", description="File format.")
-    partition_by: str | None = Field(
-        None, description="Column for Hive-style partition directories (<col>=<value>/)."
-    )
-    compression: str | None = Field(
-        None,
-        description="Parquet codec (default zstd); for csv/jsonl: gzip, zstd, bz2 or xz.",
-    )
 
 
 class FileDestination(Destination[FileDestinationConfig]):
@@ -264,7 +254,7 @@ class FileWriter(StreamWriter):
                 continue
             for path in self.fs.find(directory):
                 base = str(path).rsplit("/", 1)[-1]
-                m = _PART.match(base)
+                m = PART.match(base)
                 if base.endswith(".tmp") or (m is not None and int(m.group(1)) > self.seq):
                     self.fs.rm(path)
 
@@ -350,10 +340,10 @@ class FileWriter(StreamWriter):
         elif fmt == "csv":
             buffer = io.BytesIO()
             options = pacsv.WriteOptions(include_header=part.rows == 0)
-            pacsv.write_csv(_csv_friendly(batch), buffer, write_options=options)
+            pacsv.write_csv(csv_friendly(batch), buffer, write_options=options)
             part.handle.write(buffer.getvalue())
         else:
-            part.handle.write(_jsonl(batch))
+            part.handle.write(jsonl_bytes(batch))
         part.rows += batch.num_rows
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -376,7 +366,7 @@ class FileWriter(StreamWriter):
         if not column:
             return [(base, batch)]
         index = batch.schema.get_field_index(column)
-        keys = pc.fill_null(text_form(batch.column(index)), _HIVE_NULL)
+        keys = pc.fill_null(text_form(batch.column(index)), HIVE_NULL)
         rest = batch.remove_column(index)
         groups = []
         for value in pc.unique(keys).to_pylist():
@@ -477,7 +467,7 @@ class FileWriter(StreamWriter):
             self._merge_into_staging()
         self.fs.makedirs(self.staging_dir, exist_ok=True)
         files = [
-            str(p) for p in self.fs.find(self.staging_dir) if _PART.match(str(p).rsplit("/", 1)[-1])
+            str(p) for p in self.fs.find(self.staging_dir) if PART.match(str(p).rsplit("/", 1)[-1])
         ]
         self._swap()
         prefix = self.staging_dir + "/"
@@ -531,11 +521,7 @@ class FileWriter(StreamWriter):
             raise ConfigError(
                 f"stream {self.stream.name!r}: primary key columns missing: {', '.join(missing)}"
             )
-        key_lists = [combined.column(k).to_pylist() for k in keys]
-        last: dict[tuple[Any, ...], int] = {}
-        for i, key in enumerate(zip(*key_lists, strict=True)):
-            last[_hashable(key)] = i
-        merged = combined.take(pa.array(sorted(last.values()), pa.int64()))
+        merged = combined.take(_last_row_per_key(combined, keys))
         self.fs.rm(f"{self.staging_dir}/_new", recursive=True)
         self._spool.clear()
         self._n = 0
@@ -556,151 +542,27 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+def _last_row_per_key(table: pa.Table, keys: tuple[str, ...]) -> pa.Array:
+    """Indices of the last row of each key, in table order (vectorized with a hash group-by)."""
+    columns = {}
+    for k in keys:
+        column = table.column(k).combine_chunks()
+        columns[k] = column.storage if isinstance(column.type, pa.ExtensionType) else column
+    columns["__row"] = pa.array(range(table.num_rows), pa.int64())
+    try:
+        grouped = pa.table(columns).group_by(list(keys), use_threads=False)
+        winners = grouped.aggregate([("__row", "max")]).column("__row_max").combine_chunks()
+        return winners.take(pc.array_sort_indices(winners))
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        key_lists = [table.column(k).to_pylist() for k in keys]  # nested keys: error-rare path
+        last: dict[tuple[Any, ...], int] = {}
+        for i, key in enumerate(zip(*key_lists, strict=True)):
+            last[_hashable(key)] = i
+        return pa.array(sorted(last.values()), pa.int64())
+
+
 def _hashable(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(json.dumps(jsonable(v)) if isinstance(v, list | dict) else v for v in key)
-
-
-def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Fit a table read back from a file (older schema, partition column) to ``schema``."""
-    batches = [conform(b, schema) for b in table.to_batches()]
-    return pa.Table.from_batches(batches, schema=schema)
-
-
-def _native_text(dtype: pa.DataType) -> bool:
-    """Types CSV and JSON write exactly as they are."""
-    return bool(
-        pa.types.is_boolean(dtype)
-        or pa.types.is_integer(dtype)
-        or pa.types.is_floating(dtype)
-        or pa.types.is_string(dtype)
-        or pa.types.is_large_string(dtype)
-        or pa.types.is_null(dtype)
-    )
-
-
-def _is_binary(dtype: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_binary(dtype)
-        or pa.types.is_large_binary(dtype)
-        or pa.types.is_fixed_size_binary(dtype)
-    )
-
-
-def _base64(values: pa.Array) -> pa.Array:
-    return pa.array(
-        [None if v is None else base64.b64encode(v).decode("ascii") for v in values.to_pylist()],
-        pa.string(),
-    )
-
-
-def _csv_friendly(batch: pa.RecordBatch) -> pa.RecordBatch:
-    arrays = []
-    for column in batch.columns:
-        if _native_text(column.type):
-            arrays.append(column)
-        elif _is_binary(column.type):
-            arrays.append(_base64(column))
-        else:
-            arrays.append(text_form(column))
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-
-
-def _jsonl(batch: pa.RecordBatch) -> bytes:
-    columns: list[list[Any]] = []
-    for column in batch.columns:
-        dtype = column.type
-        if _native_text(dtype):
-            columns.append(column.to_pylist())
-        elif _is_binary(dtype):
-            columns.append(_base64(column).to_pylist())
-        elif pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_struct(dtype):
-            columns.append([jsonable(v) for v in column.to_pylist()])
-        else:
-            columns.append(text_form(column).to_pylist())
-    names = batch.schema.names
-    out = io.StringIO()
-    for row in zip(*columns, strict=True):
-        out.write(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False))
-        out.write("\n")
-    return out.getvalue().encode("utf-8")
-
-
-def _decode(values: list[Any], dtype: pa.DataType, name: str) -> pa.Array:
-    """Values read from CSV/JSONL (text or JSON) back to ``dtype``, exactly."""
-    try:
-        if _is_binary(dtype):
-            return pa.array([None if v is None else base64.b64decode(v) for v in values], dtype)
-        if pa.types.is_boolean(dtype) and all(v is None or isinstance(v, bool) for v in values):
-            return pa.array(values, dtype)
-        if pa.types.is_floating(dtype) and any(isinstance(v, str) for v in values):
-            return pc.cast(pa.array(values, pa.string()), dtype)
-        if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
-            return pa.array(values, dtype)
-        return to_arrow(values, dtype)
-    except (ValueError, TypeError, pa.ArrowException) as exc:
-        raise ConnectorError(f"cannot read column {name!r} back as {dtype}: {exc}") from exc
-
-
-def read_csv_exact(data: bytes, schema: pa.Schema) -> pa.Table:
-    """Read a CSV file this destination wrote, with the types of ``schema``."""
-    convert = pacsv.ConvertOptions(
-        column_types={f.name: pa.string() for f in schema},
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-    )
-    raw = pacsv.read_csv(io.BytesIO(data), convert_options=convert)
-    arrays, fields = [], []
-    for f in schema:
-        if f.name not in raw.column_names:
-            continue
-        arrays.append(_decode(raw.column(f.name).to_pylist(), f.type, f.name))
-        fields.append(pa.field(f.name, f.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def read_jsonl_exact(data: bytes, schema: pa.Schema) -> pa.Table:
-    """Read a JSON Lines file this destination wrote, with the types of ``schema``."""
-    rows = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
-    present = [f for f in schema if any(f.name in r for r in rows)] if rows else list(schema)
-    arrays = [_decode([r.get(f.name) for r in rows], f.type, f.name) for f in present]
-    return pa.Table.from_arrays(arrays, schema=pa.schema(present))
-
-
-def _read_file(fs: Any, config: FileDestinationConfig, path: str, schema: pa.Schema) -> pa.Table:
-    """Read one of this destination's files back with exact types."""
-    fmt = config.format
-    partition = config.partition_by
-    file_schema = pa.schema([f for f in schema if f.name != partition])
-    compression = None if fmt == "parquet" else config.compression
-    with fs.open(path, "rb", compression=compression) as f:
-        if fmt == "parquet":
-            table = pq.read_table(f)
-        elif fmt == "csv":
-            table = read_csv_exact(f.read(), file_schema)
-        else:
-            table = read_jsonl_exact(f.read(), file_schema)
-    if partition:
-        segment = next((s for s in path.split("/") if s.startswith(f"{partition}=")), None)
-        text = urllib.parse.unquote(segment.split("=", 1)[1]) if segment else _HIVE_NULL
-        values = [None if text == _HIVE_NULL else text] * table.num_rows
-        table = table.append_column(
-            partition, _decode(values, schema.field(partition).type, partition)
-        )
-    return table
-
-
-def read_files(
-    fs: Any, config: FileDestinationConfig, directory: str, schema: pa.Schema
-) -> list[pa.Table]:
-    """The committed part files of ``directory``, in commit order, as exact tables."""
-    if not fs.exists(directory):
-        return []
-    files = []
-    for path in fs.find(directory):
-        m = _PART.match(str(path).rsplit("/", 1)[-1])
-        if m is not None:
-            files.append((int(m.group(1)), int(m.group(2)), str(path)))
-    return [_read_file(fs, config, path, schema) for _, _, path in sorted(files)]
 
 
 def read_table(config: FileDestinationConfig, pipeline: str, stream: str, table: str) -> pa.Table:

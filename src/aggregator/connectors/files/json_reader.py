@@ -41,6 +41,15 @@ _BIG_NUMBER = rb"-?(?:[0-9]{19,}(?![0-9.eE])|(?=[0-9.]{17,})[0-9]+\.[0-9]+(?![0-
 _BIG_MEMBER = re.compile(_KEY + _BIG_NUMBER)
 _BIG_ELEMENT = re.compile(rb"[\[,]\s*" + _BIG_NUMBER + rb"\s*[,\]]")
 _NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+# cheap prefilter: a big number needs a run of 17+ digits/dots; most blocks have none
+_LONG_RUN = re.compile(rb"[0-9.]{17,}")
+
+
+def has_long_number(block: bytes) -> bool:
+    """Whether ``block`` may hold a number a float64 cannot represent exactly."""
+    return _LONG_RUN.search(block) is not None
+
+
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -91,7 +100,7 @@ class JsonTyping:
 
     def quote_big(self, block: bytes) -> bytes:
         """Turn numbers of exact members into JSON strings (C-speed regex over the block)."""
-        found = set(_BIG_MEMBER.findall(block))
+        found = set(_BIG_MEMBER.findall(block)) if has_long_number(block) else set()
         new = found - self.exact_keys
         if new:
             self.exact_keys |= new
@@ -216,7 +225,8 @@ class JsonReader:
 
     def _block(self, block: bytes, first_line: int) -> Generator[Piece, None, None]:
         quoted = self.typing.quote_big(block)
-        table = None if _BIG_ELEMENT.search(quoted) else self.typing.parse(quoted)
+        big_element = has_long_number(quoted) and _BIG_ELEMENT.search(quoted) is not None
+        table = None if big_element else self.typing.parse(quoted)
         if table is None:
             yield Piece(logs=[("info", f"{self.entry.key}: line-by-line parsing of a block")])
             records: list[tuple[str, Any]] = []

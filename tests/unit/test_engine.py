@@ -116,7 +116,7 @@ def test_stream_processor_rejections_are_quarantined(tmp_path: Path, store: Meta
     class DropEven(StreamProcessor):
         def process(self, batch: pa.RecordBatch) -> Processed:
             even = pc.equal(pc.bit_wise_and(batch.column("id"), 1), 0)
-            rejected = {i: "even id" for i in pc.indices_nonzero(even).to_pylist()}
+            rejected = dict.fromkeys(pc.indices_nonzero(even).to_pylist(), "even id")
             return Processed(batch.filter(pc.invert(even)), rejected)
 
     spec = PipelineSpec.model_validate(pipeline_dict(str(tmp_path), "append", rows=10, batch=4))

@@ -23,9 +23,15 @@ class Processed:
 class StreamProcessor:
     """Transforms and checks one stream's batches; the base class passes them through."""
 
+    def start(self, run_id: str) -> None:
+        """Called once before the first batch, with the id of the run."""
+
     def process(self, batch: pa.RecordBatch) -> Processed:
         """Return the batch to write and the input rows to quarantine."""
         return Processed(batch)
 
     def finish(self) -> None:
         """Called once after the last batch of the stream (e.g. to store a profile)."""
+
+    def close(self) -> None:
+        """Called last, whether the stream succeeded or failed: release resources."""

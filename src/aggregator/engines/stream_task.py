@@ -115,6 +115,7 @@ class StreamTask:
         )
         producer.start()
         try:
+            self.processor.start(self.run_id)
             self._consume()
             self.processor.finish()
             self.writer.finish(self._state)
@@ -131,10 +132,17 @@ class StreamTask:
         finally:
             local_stop.set()
             producer.join(timeout=5)
+            self._close_processor()
             self.record.seconds = time.perf_counter() - started
             self.record.state = self._state
         self.observer.stream_finished(self.record)
         return self.record
+
+    def _close_processor(self) -> None:
+        try:
+            self.processor.close()
+        except Exception as exc:
+            log.error("processor.close_failed", stream=self.stream.name, error=str(exc))
 
     def _consume(self) -> None:
         if self.stream.write_mode is WriteMode.REPLACE:

@@ -62,7 +62,8 @@ def _strip(node: Any, loc: Location, lines: dict[Location, int]) -> Any:
     if isinstance(node, list):
         result = []
         for i, item in enumerate(node):
-            if loc in lines:
+            # a mapping item records its own line; other items take the list's line
+            if loc in lines and not isinstance(item, dict):
                 lines.setdefault((*loc, i), lines[loc])
             result.append(_strip(item, (*loc, i), lines))
         return result

@@ -1,14 +1,15 @@
 """Finds connectors through the ``aggregator.connectors`` entry-point group.
 
 Built-in connectors are registered in this package's ``pyproject.toml`` the same way a
-third-party package registers its own, so there is one lookup path for all of them.
+third-party package registers its own, so there is one lookup path for all of them. Naming an
+entry point ``<kind>.<name>`` (e.g. ``source.postgres``) lets a lookup load just that one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import structlog
 
@@ -49,20 +50,43 @@ def all_connectors() -> tuple[ConnectorInfo, ...]:
 def _entry_point_connectors() -> tuple[ConnectorInfo, ...]:
     found: list[ConnectorInfo] = []
     for ep in entry_points(group=GROUP):
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plugin must not hide the others
-            log.warning("connector.load_failed", entry_point=ep.name, error=str(exc))
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Source | Destination)):
-            continue
-        package = ep.dist.name if ep.dist is not None else "?"
-        found.append(ConnectorInfo(cls.name, cls.kind, cls, package, cls.description))
+        info = _info(ep)
+        if info is not None:
+            found.append(info)
     return tuple(found)
+
+
+def _info(ep: EntryPoint) -> ConnectorInfo | None:
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin must not hide the others
+        log.warning("connector.load_failed", entry_point=ep.name, error=str(exc))
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Source | Destination)):
+        return None
+    package = ep.dist.name if ep.dist is not None else "?"
+    return ConnectorInfo(cls.name, cls.kind, cls, package, cls.description)
+
+
+@cache
+def _named(kind: str, name: str) -> ConnectorInfo | None:
+    """Fast path: the entry point called ``<kind>.<name>``, loading nothing else."""
+    for ep in entry_points(group=GROUP, name=f"{kind}.{name}"):
+        info = _info(ep)
+        if info is not None and info.name == name and info.kind == kind:
+            return info
+    return None
 
 
 def get(name: str, kind: str | None = None) -> ConnectorInfo:
     """The connector ``name`` (optionally of ``kind``); a clear error lists the known names."""
+    for info in _registered:
+        if info.name == name and kind in (None, info.kind):
+            return info
+    for k in [kind] if kind else ["source", "destination"]:
+        found = _named(k, name)
+        if found is not None:
+            return found
     everything = all_connectors()
     matches = [c for c in everything if c.name == name and (kind is None or c.kind == kind)]
     if not matches:

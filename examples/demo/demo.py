@@ -20,11 +20,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from rich.console import Console
 
+from aggregator.cli.commands.quality import profile_table, results_table
 from aggregator.cli.render import ProgressObserver, arrow_table, run_table
 from aggregator.engines.local import LocalEngine
 from aggregator.metadata.store import MetadataStore
 from aggregator.observability.logging import configure_logging
 from aggregator.pipeline.spec import load_pipeline
+from aggregator.quality import store as quality_store
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -88,6 +90,17 @@ def show_quarantine(con: duckdb.DuckDBPyConnection) -> None:
             )
 
 
+def show_quality(store: MetadataStore, run_id: str) -> None:
+    """Print this run's check results and the latest stored profile of ``customers``."""
+    results = quality_store.run_results(store, run_id)
+    if results:
+        console.print(results_table(results, "data quality of this run"))
+    profile = quality_store.latest_profile(store, "shop_demo", "customers")
+    if profile is not None and profile.columns:
+        title = f"customers: profile (run {profile.run_id[:8]}; email hashed with a salt)"
+        console.print(profile_table(profile.columns, title))
+
+
 SAMPLE_QUERY = """
 with o as (
   select customer_id, count(*) as recent_orders, sum(amount) as revenue
@@ -136,6 +149,7 @@ def main() -> int:
         return 1
     with duckdb.connect(str(DEMO / "warehouse.duckdb"), read_only=True) as con:
         show_quarantine(con)
+        show_quality(store, record.id)
         console.print(arrow_table(con.sql(SAMPLE_QUERY).to_arrow_table(), "sample query"))
     console.print(
         f"metadata: {store.engine.url} · warehouse: {DEMO / 'warehouse.duckdb'}\n"

@@ -21,6 +21,7 @@ from aggregator.engines.processing import StreamProcessor
 from aggregator.engines.stream_task import StreamTask
 from aggregator.metadata.store import MetadataStore, RunRecord, StreamRunRecord
 from aggregator.pipeline.spec import PipelineSpec, SourceSpec
+from aggregator.transform.processor import processor_factory
 
 log = structlog.get_logger(__name__)
 ProcessorFactory = Callable[[PipelineSpec, ConfiguredStream], StreamProcessor]
@@ -72,7 +73,7 @@ class LocalEngine:
     ) -> None:
         self.store = store
         self.observer = observer or RunObserver()
-        self.processors = processors or (lambda _spec, _stream: StreamProcessor())
+        self.processors = processors or processor_factory(store)
         self.cancel_event = threading.Event()
 
     def run(
@@ -82,12 +83,13 @@ class LocalEngine:
         full_refresh: bool = False,
         streams: list[str] | None = None,
         spec_path: str | None = None,
+        run_id: str | None = None,
     ) -> RunRecord:
         """Run the pipeline; returns the run record (status ``succeeded`` or ``failed``).
 
         ``full_refresh`` ignores saved state and replaces every table.
         """
-        run_id = str(uuid.uuid4())
+        run_id = run_id or str(uuid.uuid4())
         self.store.mark_interrupted(spec.name)
         self.store.start_run(run_id, spec.name, full_refresh, spec_path)
         record = RunRecord(

@@ -32,6 +32,9 @@ from aggregator.core.catalog import ConfiguredStream, SchemaPolicy, SyncMode, Wr
 from aggregator.core.errors import ConfigError, SpecError
 from aggregator.core.types import type_from_string
 from aggregator.pipeline.yaml_loader import LoadedYaml, interpolate, load_yaml
+from aggregator.quality.config import AnomalySpec, Check
+from aggregator.transform.config import TransformStep
+from aggregator.transform.expr import parse_expression
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
@@ -60,6 +63,21 @@ class StreamSpec(_Strict):
         default_factory=dict,
         description="Declared column types, e.g. amount: decimal(12,2) (quote it inside {...}).",
     )
+    transforms: list[TransformStep] = Field(
+        default_factory=list, description="Transform steps applied in order (docs/transforms.md)."
+    )
+    checks: list[Check] = Field(
+        default_factory=list, description="Data contracts: row checks and stream checks."
+    )
+    profile: bool = Field(False, description="Profile every column and store it with the run.")
+    anomalies: AnomalySpec | None = Field(
+        None, description="Flag metrics that deviate from the stream's run history."
+    )
+
+    @property
+    def has_processing(self) -> bool:
+        """Whether the stream has steps, checks, profiling or anomaly detection."""
+        return bool(self.transforms or self.checks or self.profile or self.anomalies)
 
     @field_validator("columns")
     @classmethod
@@ -130,6 +148,14 @@ class PipelineSpec(_Strict):
                     )
                 seen[table] = source.name
         return self
+
+    def stream_spec(self, name: str) -> StreamSpec | None:
+        """The declared spec of stream ``name`` (None when it is only discovered)."""
+        for source in self.sources:
+            for stream in source.streams or []:
+                if stream.name == name:
+                    return stream
+        return None
 
     def configured_streams(self, source: SourceSpec, names: list[str]) -> list[ConfiguredStream]:
         """Resolve defaults for the streams ``names`` of ``source``."""
@@ -202,8 +228,35 @@ def _problems(
     for error in exc.errors():
         loc = (*prefix, *error["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        out.append(f"{doc.where(loc)}: {dotted}: {_describe(error, model, tuple(error['loc']))}")
+        where = doc.where(_document_path(doc, loc))
+        out.append(f"{where}: {dotted}: {_describe(error, model, tuple(error['loc']))}")
     return out
+
+
+def _document_path(doc: LoadedYaml, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without parts absent from the document (tags of ``step:``/``check:`` unions)."""
+    path: tuple[Any, ...] = ()
+    for part in loc:
+        if (*path, part) in doc.lines or path not in doc.lines:
+            path = (*path, part)
+    return path
+
+
+def _expression_problems(spec: PipelineSpec, doc: LoadedYaml) -> list[str]:
+    """Syntax errors in SQL expressions of steps and checks, found at load time."""
+    from aggregator.transform.plan import expressions_of
+
+    problems: list[str] = []
+    for i, source in enumerate(spec.sources):
+        for j, stream in enumerate(source.streams or []):
+            for loc, text, what, statement in expressions_of(stream):
+                full = ("sources", i, "streams", j, *loc)
+                try:
+                    parse_expression(text, what, statement=statement)
+                except ConfigError as exc:
+                    dotted = ".".join(map(str, full))
+                    problems.append(f"{doc.where(full)}: {dotted}: {exc.message}")
+    return problems
 
 
 def parse_pipeline(doc: LoadedYaml) -> PipelineSpec:
@@ -234,6 +287,7 @@ def parse_pipeline(doc: LoadedYaml) -> PipelineSpec:
             cls.config_model.model_validate(config)
         except ValidationError as exc:
             problems += _problems(exc, doc, loc, cls.config_model)
+    problems += _expression_problems(spec, doc)
     if problems:
         raise SpecError(doc.source, problems)
     return spec

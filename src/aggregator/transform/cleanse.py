@@ -1,0 +1,199 @@
+"""Cleansing and PII steps: trim, case, regex replace, null-if, fill nulls, parse dates and
+numbers with explicit formats, and mask / hash / tokenize / drop per column."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aggregator.core.types import type_from_string
+from aggregator.transform import config as c
+from aggregator.transform.base import (
+    ROW,
+    Context,
+    Out,
+    cast_values,
+    failing_casts,
+    reject_rows,
+    require,
+    sql_table,
+)
+from aggregator.transform.expr import quote
+from aggregator.transform.steps import Step
+
+
+class _PerColumn(Step):
+    """Applies an Arrow kernel to each listed column."""
+
+    def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        raise NotImplementedError
+
+    def apply(self, table: pa.Table, ctx: Context) -> Out:
+        columns = list(self.cfg.columns)
+        require(table, columns, self.label)
+        for name in columns:
+            at = table.schema.get_field_index(name)
+            table = table.set_column(at, name, self.kernel(table.column(name)))
+        return Out(table)
+
+
+class Trim(_PerColumn):
+    def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        if self.cfg.chars is None:
+            return pc.utf8_trim_whitespace(values)
+        return pc.utf8_trim(values, characters=self.cfg.chars)
+
+
+class Case(_PerColumn):
+    def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        fn = {"lower": pc.utf8_lower, "upper": pc.utf8_upper, "title": pc.utf8_title}
+        return fn[self.cfg.to](values)
+
+
+class RegexReplace(_PerColumn):
+    def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        return pc.replace_substring_regex(
+            values, pattern=self.cfg.pattern, replacement=self.cfg.replacement
+        )
+
+
+class NullIf(_PerColumn):
+    def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        match = pc.is_in(values, value_set=pa.array(self.cfg.values).cast(values.type))
+        return pc.if_else(match, pa.scalar(None, values.type), values)
+
+
+class FillNull(Step):
+    def apply(self, table: pa.Table, ctx: Context) -> Out:
+        require(table, list(self.cfg.columns), self.label)
+        for name, value in self.cfg.columns.items():
+            values = table.column(name)
+            filled = pc.fill_null(values, pa.scalar(value).cast(values.type))
+            table = table.set_column(table.schema.get_field_index(name), name, filled)
+        return Out(table)
+
+
+class _Parse(Step):
+    """Parses text columns; values that do not parse are rejected with the value."""
+
+    def convert(self, values: pa.Array) -> pa.Array:
+        raise NotImplementedError
+
+    def target(self) -> str:
+        raise NotImplementedError
+
+    def apply(self, table: pa.Table, ctx: Context) -> Out:
+        require(table, self.cfg.columns, self.label)
+        rejected: dict[int, str] = {}
+        for name in self.cfg.columns:
+            values = table.column(name).combine_chunks()
+            try:
+                result = self.convert(values)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                bad = {}
+                for i in range(len(values)):  # error path: name each failing value
+                    if values[i].is_valid:
+                        try:
+                            self.convert(values.slice(i, 1))
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                            bad[i] = (
+                                f"{self.label}: column {name!r}: cannot parse "
+                                f"{values[i].as_py()!r} as {self.target()}"
+                            )
+                out = reject_rows(table, bad)
+                table, rejected = out.table, {**out.rejected, **rejected}
+                result = self.convert(table.column(name).combine_chunks())
+            table = table.set_column(table.schema.get_field_index(name), name, result)
+        return Out(table, rejected)
+
+
+class ParseDate(_Parse):
+    def target(self) -> str:
+        return f"{self.cfg.to} with format {self.cfg.format!r}"
+
+    def convert(self, values: pa.Array) -> pa.Array:
+        parsed = pc.strptime(values, format=self.cfg.format, unit="us", error_is_null=False)
+        if self.cfg.to == "date":
+            return parsed.cast(pa.date32())
+        if self.cfg.to == "timestamptz":
+            if parsed.type.tz is None:
+                return pc.assume_timezone(parsed, "UTC")
+            return parsed.cast(pa.timestamp("us", "UTC"))
+        if parsed.type.tz is not None:
+            return parsed.cast(pa.timestamp("us"))
+        return parsed
+
+
+class ParseNumber(_Parse):
+    def target(self) -> str:
+        return str(self.cfg.to)
+
+    def convert(self, values: pa.Array) -> pa.Array:
+        if not pa.types.is_string(values.type):  # already typed by the source
+            return cast_values(values, type_from_string(self.cfg.to))
+        text = pc.utf8_trim_whitespace(values)
+        if self.cfg.thousands_separator:
+            text = pc.replace_substring(text, self.cfg.thousands_separator, "")
+        if self.cfg.decimal_separator != ".":
+            text = pc.replace_substring(text, self.cfg.decimal_separator, ".")
+        return cast_values(text, type_from_string(self.cfg.to))
+
+
+class Protect(Step):
+    """Masks, hashes (salted SHA-256), tokenizes or drops the marked columns."""
+
+    def __init__(self, cfg: c.ProtectStep, index: int) -> None:
+        super().__init__(cfg, index)
+        self.salt = cfg.salt or ""
+
+    def apply(self, table: pa.Table, ctx: Context) -> Out:
+        require(table, list(self.cfg.columns), self.label)
+        exprs: list[str] = []
+        for name, how in self.cfg.columns.items():
+            if how == "mask":
+                at = table.schema.get_field_index(name)
+                table = table.set_column(at, name, self._mask(table.column(name)))
+            elif how == "drop":
+                table = table.drop_columns([name])
+            else:
+                text = f"CAST({quote(name)} AS VARCHAR)"
+                if how == "hash":
+                    exprs.append(f"sha256($1 || {text}) AS {quote(name)}")
+                else:
+                    exprs.append(
+                        f"'tok_' || left(sha256($1 || 'tok:' || {text}), 24) AS {quote(name)}"
+                    )
+        if exprs:
+            sql = f"SELECT * REPLACE ({', '.join(exprs)}) FROM __agg_t"
+            table = sql_table(ctx, table, sql, [self.salt])
+        return Out(table)
+
+    def _mask(self, values: pa.ChunkedArray) -> pa.Array:
+        text = values.combine_chunks().cast(pa.string())
+        length = pc.utf8_length(text)
+        keep = self.cfg.keep_last
+        visible_count = pc.if_else(pc.greater(length, keep), keep, 0)
+        hidden = pc.subtract(length, visible_count)
+        stars = pc.binary_repeat(pa.repeat(pa.scalar(self.cfg.mask_char), len(text)), hidden)
+        tail = (
+            pc.utf8_slice_codeunits(text, start=-keep)
+            if keep
+            else pa.repeat(pa.scalar(""), len(text))
+        )
+        tail = pc.if_else(pc.equal(visible_count, 0), "", tail)
+        return pc.binary_join_element_wise(stars, tail, "")
+
+
+BUILDERS: dict[str, Any] = {
+    "trim": Trim,
+    "case": Case,
+    "regex_replace": RegexReplace,
+    "null_if": NullIf,
+    "fill_null": FillNull,
+    "parse_date": ParseDate,
+    "parse_number": ParseNumber,
+    "protect": Protect,
+}
+__all__ = ["BUILDERS", "ROW", "failing_casts"]

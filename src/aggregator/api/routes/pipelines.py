@@ -1,0 +1,155 @@
+"""Pipelines (YAML or JSON, validated, versioned) and their runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+
+from aggregator.api.deps import PlatformDep, SessionDep, audit_context, requires
+from aggregator.api.errors import ApiError
+from aggregator.api.schemas import (
+    PipelinePublic,
+    PipelineVersionPublic,
+    PipelineWrite,
+    RunAccepted,
+    RunCreate,
+)
+from aggregator.api.services import pipelines as svc
+from aggregator.api.services import runs
+from aggregator.metadata.control_models import Pipeline
+from aggregator.security import audit
+from aggregator.security.identity import Principal
+from aggregator.security.rbac import Permission as P
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+
+
+def _public(row: Pipeline) -> PipelinePublic:
+    return PipelinePublic(
+        id=row.id,
+        name=row.name,
+        version=row.current_version,
+        spec=row.spec,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@router.get("")
+def list_pipelines(
+    s: SessionDep,
+    who: Annotated[Principal, requires(P.PIPELINES_READ)],
+    limit: int = 100,
+    offset: int = 0,
+) -> list[PipelinePublic]:
+    """The workspace's pipelines, by name."""
+    query = (
+        select(Pipeline)
+        .where(Pipeline.workspace_id == who.workspace_id)
+        .order_by(Pipeline.name)
+        .limit(max(1, min(limit, 500)))
+        .offset(max(0, offset))
+    )
+    return [_public(r) for r in s.scalars(query)]
+
+
+@router.post("", status_code=201)
+def create_pipeline(
+    body: PipelineWrite,
+    request: Request,
+    platform: PlatformDep,
+    s: SessionDep,
+    who: Annotated[Principal, requires(P.PIPELINES_WRITE)],
+) -> PipelinePublic:
+    """Create a pipeline from a JSON spec or YAML text (validated like the CLI does)."""
+    ctx = audit_context(request, platform, who)
+    return _public(svc.create(s, platform.box, ctx, who.user_id, body))
+
+
+@router.get("/{pipeline_id}")
+def get_pipeline(
+    pipeline_id: str, s: SessionDep, who: Annotated[Principal, requires(P.PIPELINES_READ)]
+) -> PipelinePublic:
+    """One pipeline at its current version."""
+    return _public(svc.get(s, who.workspace_id, pipeline_id))
+
+
+@router.put("/{pipeline_id}")
+def update_pipeline(
+    pipeline_id: str,
+    body: PipelineWrite,
+    request: Request,
+    platform: PlatformDep,
+    s: SessionDep,
+    who: Annotated[Principal, requires(P.PIPELINES_WRITE)],
+) -> PipelinePublic:
+    """Replace the spec; the previous one stays as a version."""
+    row = svc.get(s, who.workspace_id, pipeline_id)
+    ctx = audit_context(request, platform, who)
+    return _public(svc.update(s, platform.box, ctx, who.user_id, row, body))
+
+
+@router.delete("/{pipeline_id}", status_code=204)
+def delete_pipeline(
+    pipeline_id: str,
+    request: Request,
+    platform: PlatformDep,
+    s: SessionDep,
+    who: Annotated[Principal, requires(P.PIPELINES_WRITE)],
+) -> Response:
+    """Delete a pipeline and its versions (runs and the audit log remain)."""
+    row = svc.get(s, who.workspace_id, pipeline_id)
+    svc.delete(s, audit_context(request, platform, who), row)
+    return Response(status_code=204)
+
+
+@router.get("/{pipeline_id}/versions")
+def list_versions(
+    pipeline_id: str, s: SessionDep, who: Annotated[Principal, requires(P.PIPELINES_READ)]
+) -> list[PipelineVersionPublic]:
+    """Every version: what, who and when."""
+    row = svc.get(s, who.workspace_id, pipeline_id)
+    return [
+        PipelineVersionPublic.model_validate(v, from_attributes=True) for v in svc.versions(s, row)
+    ]
+
+
+@router.get("/{pipeline_id}/versions/{version}")
+def get_version(
+    pipeline_id: str,
+    version: int,
+    s: SessionDep,
+    who: Annotated[Principal, requires(P.PIPELINES_READ)],
+) -> PipelineVersionPublic:
+    """One version."""
+    row = svc.get(s, who.workspace_id, pipeline_id)
+    for v in svc.versions(s, row):
+        if v.version == version:
+            return PipelineVersionPublic.model_validate(v, from_attributes=True)
+    raise ApiError(404, "not_found", "no such version")
+
+
+@router.post("/{pipeline_id}/runs", status_code=202)
+def trigger_run(
+    pipeline_id: str,
+    body: RunCreate,
+    request: Request,
+    platform: PlatformDep,
+    s: SessionDep,
+    who: Annotated[Principal, requires(P.RUNS_TRIGGER)],
+) -> RunAccepted:
+    """Start a run in the background; poll ``GET /runs/{run_id}``."""
+    row = svc.get(s, who.workspace_id, pipeline_id)
+    spec = svc.runnable_spec(s, platform.box, row)
+    run_id = runs.trigger(platform, spec, body.full_refresh, body.streams)
+    ctx = audit_context(request, platform, who)
+    audit.append(
+        s, ctx, "run.triggered", object_type="run", object_id=run_id,
+        details={"pipeline": row.name, "version": row.current_version,
+                 "full_refresh": body.full_refresh},
+    )  # fmt: skip
+    s.commit()
+    return RunAccepted(run_id=run_id, status="running")

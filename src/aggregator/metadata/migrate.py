@@ -1,0 +1,102 @@
+"""Schema migrations of the metadata repository, run programmatically with Alembic.
+
+:func:`upgrade` brings any database to the newest revision. A database created by the
+pre-Alembic ``create_all`` (it has ``runs`` but no ``alembic_version``) is stamped at the
+baseline revision first, then upgraded. On PostgreSQL an advisory lock serialises
+concurrent upgrades (several processes starting at once).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+from aggregator.metadata.models import Base
+
+BASELINE = "0001"
+_LOCK_KEY = 7_310_452_001  # arbitrary, constant: pg_advisory_xact_lock key for migrations
+_MODEL_MODULES = (
+    "aggregator.metadata.models",
+    "aggregator.metadata.control_models",
+    "aggregator.metadata.quality_models",
+)
+
+
+def all_metadata() -> MetaData:
+    """The metadata of every table module (optional ones are skipped when absent)."""
+    for name in _MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return Base.metadata
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@cache
+def head_revision() -> str:
+    """The newest revision shipped with this package."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at (None when never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default: the newest)."""
+    with _migration_connection(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        current = current_revision(conn)
+        if revision == "head" and current == head_revision():
+            return
+        cfg = alembic_config(conn)
+        if current is None and inspect(conn).has_table("runs"):
+            command.stamp(cfg, BASELINE)
+        command.upgrade(cfg, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Revert the database to ``revision`` (``base`` removes every table)."""
+    with _migration_connection(engine) as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction; on SQLite with foreign keys off meanwhile, because
+    batch migrations copy and drop tables and must not trigger ON DELETE CASCADE."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the metadata repository (run by :mod:`aggregator.metadata.migrate`)."""

@@ -1,0 +1,46 @@
+"""The API over the real PostgreSQL (a fresh database per run) and the real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from aggregator.metadata.store import MetadataStore
+from tests.integration.api.pgdb import fresh_database
+from tests.unit.api.helpers import Api, make_api
+
+
+@pytest.fixture(scope="session")
+def pg_metadata_url(pg_url: str) -> Iterator[str]:
+    """A fresh, migrated-on-first-use metadata database for this test run."""
+    with fresh_database(pg_url) as url:
+        yield url
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    """The test Redis without rate-limit counters of earlier tests."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("aggregator:rl:*"):
+        client.delete(key)
+    return redis_url
+
+
+@pytest.fixture
+def pg_api(tmp_path: Path, pg_metadata_url: str, clean_redis: str) -> Iterator[Api]:
+    """An API on PostgreSQL metadata with Redis rate limits; tables emptied per test."""
+    store = MetadataStore(pg_metadata_url)
+    with store.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text(
+            "TRUNCATE users, connections, pipelines, pipeline_versions, api_keys, "
+            "auth_sessions, refresh_tokens, runs, run_streams CASCADE"
+        ))  # fmt: skip
+    built = make_api(tmp_path / "home", store, redis_url=clean_redis)
+    with built.client:
+        yield built
+    store.engine.dispose()

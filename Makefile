@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SERVICES_DIR ?= /tmp/aggregator-services
 WITH_SERVICES := set -a && . $(SERVICES_DIR)/env && set +a &&
 
-.PHONY: help setup services services-stop demo test test-fast lint format clean
+.PHONY: help setup services services-stop demo test test-fast lint format clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test: setup lint services ## Lint, start the services, then every test with cove
 
 test-fast: setup services ## Tests without the slow reliability suite
 	$(WITH_SERVICES) $(BIN)/pytest -m "not slow" -q
+
+bench: setup ## Benchmark against peers (PostgreSQL, dlt, connectorx, ADBC); BENCH_QUICK=1: small data, 1 run
+	$(BIN)/python bench/run.py $(if $(BENCH_QUICK),--quick)
 
 format: setup ## Format the code
 	$(BIN)/ruff format src tests examples

@@ -35,6 +35,8 @@ from aggregator.connectors.sdk import (
 from aggregator.core.catalog import ConfiguredStream, WriteMode
 from aggregator.core.types import schema_from_json, schema_to_json
 
+#: Rows carrying ``true`` in this column are deletions (CDC); merge applies them as deletes.
+DELETED = "_aggregator_deleted"
 _SEQ_LOCK = threading.Lock()
 _last_seq = 0
 
@@ -209,13 +211,17 @@ class DuckDBWriter(StreamWriter):
         """Create the (staging) table or alter it to ``schema``, inside the transaction."""
         self._begin()
         table = self.session.qualified(self._table)
+        if self.mode is WriteMode.MERGE and DELETED in schema.names:
+            schema_ddl = schema.remove(schema.get_field_index(DELETED))
+        else:
+            schema_ddl = schema
         if self._table_schema is None:
-            columns = ", ".join(f"{quote(f.name)} {duckdb_type(f.type)}" for f in schema)
+            columns = ", ".join(f"{quote(f.name)} {duckdb_type(f.type)}" for f in schema_ddl)
             verb = "CREATE OR REPLACE TABLE" if self.mode is WriteMode.REPLACE else "CREATE TABLE"
             self.con.execute(f"{verb} {table} ({columns})")
         else:
             old = {f.name: f.type for f in self._table_schema}
-            for f in schema:
+            for f in schema_ddl:
                 if f.name not in old:
                     self.con.execute(
                         f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} {duckdb_type(f.type)}"
@@ -259,13 +265,19 @@ class DuckDBWriter(StreamWriter):
         view = quote(self._view)
         match = " AND ".join(f"{table}.{quote(k)} = {view}.{quote(k)}" for k in keys)
         partition = ", ".join(quote(k) for k in keys)
+        deletes = DELETED in batch.schema.names
+        exclude = f"__aggregator_seq, {quote(DELETED)}" if deletes else "__aggregator_seq"
         self.con.register(self._view, data)
         try:
             self.con.execute(f"DELETE FROM {table} USING {view} WHERE {match}")
-            self.con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (__aggregator_seq) FROM {view} "
-                f"QUALIFY row_number() OVER (PARTITION BY {partition} "
+            latest = (
+                f"SELECT * FROM {view} QUALIFY row_number() OVER (PARTITION BY {partition} "
                 "ORDER BY __aggregator_seq DESC) = 1"
+            )
+            if deletes:  # the last change of a key may be its deletion
+                latest = f"SELECT * FROM ({latest}) WHERE NOT coalesce({quote(DELETED)}, false)"
+            self.con.execute(
+                f"INSERT INTO {table} BY NAME SELECT * EXCLUDE ({exclude}) FROM ({latest})"
             )
         finally:
             self.con.unregister(self._view)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from aggregator.connectors.sdk import (
@@ -59,6 +60,8 @@ from aggregator.core.errors import ConfigError, ConnectorError, TransientError
 from aggregator.core.schema import cast_array
 from aggregator.core.types import schema_from_json, schema_to_json
 
+#: Rows carrying ``true`` in this column are deletions (CDC); merge applies them as deletes.
+DELETED = "_aggregator_deleted"
 _STATE = "_aggregator_state"
 _SCHEMAS = "_aggregator_schemas"
 _REBUILD_CHUNK = 10_000
@@ -337,6 +340,11 @@ class SQLiteWriter(StreamWriter):
 
     def apply_schema(self, schema: pa.Schema) -> None:
         """Create the (staging) table, add columns, rebuild if a column's affinity changes."""
+        virtual = None
+        if self.mode is WriteMode.MERGE and DELETED in schema.names:
+            # CDC deletions: a marker column applied by merge, never stored in the table
+            virtual = schema.field(DELETED)
+            schema = schema.remove(schema.get_field_index(DELETED))
         for f in schema:
             declared_type(f.type)  # fail early on types without exact storage
         self._begin()
@@ -366,9 +374,9 @@ class SQLiteWriter(StreamWriter):
                 schema = pa.schema(list(schema) + kept)
         self._key_index(table)
         self._table_schema = schema
-        self._schema = schema
+        self._schema = schema if virtual is None else schema.append(virtual)
         if self.mode is not WriteMode.REPLACE:
-            self.session.record_schema(self.target, schema)
+            self.session.record_schema(self.target, self._schema)
 
     def _rebuild(self, table: str, old: pa.Schema, new: pa.Schema, changed: list[str]) -> pa.Schema:
         """Recreate ``table`` with ``new`` types, converting changed columns exactly."""
@@ -410,6 +418,12 @@ class SQLiteWriter(StreamWriter):
         table = quote(self._table)
         if self.mode is WriteMode.MERGE:
             batch = self._delete_keys(table, batch)
+            if DELETED in batch.schema.names:
+                index = batch.schema.get_field_index(DELETED)
+                keep = pc.invert(pc.fill_null(batch.column(index), False))
+                batch = batch.filter(keep).remove_column(index)
+                if batch.num_rows == 0:
+                    return
         names = ", ".join(quote(n) for n in batch.schema.names)
         marks = ", ".join("?" * batch.num_columns)
         columns = [sqlite_values(column) for column in batch.columns]

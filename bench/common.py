@@ -1,0 +1,41 @@
+"""What a benchmark scenario module declares (see bench/README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Context:
+    """What the runner prepared: data, interpreters, a scratch directory."""
+
+    pg_url: str  # the benchmark database (pgbench_accounts, wide)
+    pg_target_url: str  # a second database for -> PostgreSQL scenarios
+    project_python: str  # the project venv (aggregator)
+    peers_python: str  # bench/.venv-peers (dlt, connectorx, adbc...)
+    work: Path  # scratch directory, emptied by each tool's prepare step
+    quick: bool
+    rows: dict[str, int] = field(default_factory=dict)  # table -> row count
+
+
+@dataclass
+class ToolRun:
+    """One tool in one scenario: the command timed, and what runs before it (untimed)."""
+
+    cmd: list[str]
+    prepare: list[list[str]] = field(default_factory=list)
+    rows: int | None = None  # rows moved, when it differs from the scenario's (a slice)
+    note: str = ""
+
+
+@dataclass
+class Scenario:
+    """A source -> destination move measured for several tools on the same data."""
+
+    name: str
+    rows: int
+    tools: dict[str, ToolRun]
+
+
+BENCH_DIR = Path(__file__).resolve().parent

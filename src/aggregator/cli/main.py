@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import pyarrow as pa
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -91,7 +92,16 @@ def _main(
 ) -> None:
     global _verbose
     _verbose = verbose
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"AGGREGATOR_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        err.print(f"[red]error:[/red] invalid settings: {problems}", highlight=False)
+        raise typer.Exit(2) from None
     level = "info" if verbose else settings.log_level
     configure_logging(level, settings.log_format)
 

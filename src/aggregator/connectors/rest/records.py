@@ -1,0 +1,167 @@
+"""From a page's JSON records to a typed Arrow batch, per page (never per row).
+
+The selected records are serialized back with one ``json.dumps`` call and parsed by Arrow's
+JSON reader as one document (``files`` JSON typing: exact big numbers, timestamps with their
+UTC offsets, declared column types). Nested objects stay structs. When Arrow cannot type the
+page (a member whose JSON type changes between records, a record that is not an object), the
+page is typed record by record (error path only): records whose members conflict with the
+records before them are quarantined as ``stream:page N item M``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from aggregator.connectors.files.common import QuarantineBuilder, drop_rows
+from aggregator.connectors.files.json_reader import JsonTyping, dump
+from aggregator.core.messages import Quarantined
+
+# a number token long enough that a float64 may not hold it exactly
+_LONG_NUMBER = re.compile(rb"[0-9][0-9.eE+-]{15,}")
+
+
+def loads(body: bytes) -> tuple[Any, bool]:
+    """Parse a response body: (value, whether it holds numbers a float64 may not keep).
+
+    With long numbers, floats are parsed as ``Decimal`` so that every digit survives."""
+    if _LONG_NUMBER.search(body):
+        return json.loads(body, parse_float=Decimal), True
+    return json.loads(body), False
+
+
+def dumps(value: Any) -> bytes:
+    """Inverse of :func:`loads` (one C-level call unless exact decimals are present)."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode()
+    except TypeError:
+        return dump(value).encode()
+
+
+class PageTyper:
+    """Types the pages of one stream read (sticky exact-number and timestamp members)."""
+
+    def __init__(self, stream: str, hints: dict[str, pa.DataType]) -> None:
+        self.stream = stream
+        self.typing = JsonTyping(hints)
+        # members read as text (timestamps, exact numbers): later pages are parsed once with
+        # them declared, instead of twice (infer, then re-read) as the files typing does
+        self.text: list[str] = []
+        self.order: list[str] = []
+
+    def _document(self, text: bytes) -> pa.Table | None:
+        if self.text:
+            struct = pa.struct([(name, pa.string()) for name in self.text])
+            explicit = pa.schema([("rows", pa.list_(struct))])
+            try:
+                table = pj.read_json(
+                    io.BytesIO(text),
+                    read_options=pj.ReadOptions(use_threads=False, block_size=len(text) + 1),
+                    parse_options=pj.ParseOptions(
+                        newlines_in_values=True,
+                        explicit_schema=explicit,
+                        unexpected_field_behavior="infer",
+                    ),
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+            row = table.schema.field("rows").type.value_type
+            if not any(pa.types.is_timestamp(f.type) for f in row):
+                return table
+        table = self.typing.parse(text, document=True)
+        if table is not None:
+            row = table.schema.field("rows").type.value_type
+            if pa.types.is_struct(row):
+                names = self.typing.exact_names
+                self.text = [f.name for f in row if f.name in names and pa.types.is_string(f.type)]
+        return table
+
+    def _parse(self, records: list[Any], exact: bool = True) -> pa.Table | None:
+        text = b'{"rows":' + dumps(records) + b"}"
+        # the files module's member regex is slow (every string literal is a candidate): only
+        # run it when the body held long numbers or a member is already known to need it
+        # (without long numbers, floats re-serialize to the same doubles, ints exactly)
+        if exact or self.typing.exact_keys:
+            text = self.typing.quote_big(text)
+        table = self._document(text)
+        if table is None or table.num_rows != 1:
+            return None
+        rows = table.column("rows").combine_chunks()
+        flat = pc.list_flatten(rows)
+        if not pa.types.is_struct(flat.type) or flat.null_count or len(flat) != len(records):
+            return None
+        batch = pa.RecordBatch.from_struct_array(flat)
+        # keep the column order of the first page (declared members come first otherwise)
+        known = [n for n in self.order if n in batch.schema.names]
+        self.order = known + [n for n in batch.schema.names if n not in known]
+        if batch.schema.names != self.order:
+            batch = batch.select(self.order)
+        return pa.Table.from_batches([batch])
+
+    def page(
+        self, records: list[Any], page: int, exact: bool = True
+    ) -> tuple[pa.RecordBatch | None, Quarantined | None]:
+        """The typed batch of a page's records and the quarantined ones (``exact``: the
+        body held long numbers, see :func:`loads`)."""
+        if not records:
+            return None, None
+        table = self._parse(records, exact)
+        quarantine = QuarantineBuilder()
+        kept = list(range(len(records)))
+        if table is None:
+            table, kept = self._one_by_one(records, page, quarantine)
+        if table is None or table.num_rows == 0:
+            return None, quarantine.build()
+        batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
+        assert batch is not None
+        typed, rejected = self.typing.apply(batch)
+        for row, reason in sorted(rejected.items()):
+            item = kept[row]
+            quarantine.add(reason, self.position(page, item), dumps(records[item]))
+        typed = drop_rows(typed, rejected)
+        return (typed if typed.num_rows else None), quarantine.build()
+
+    def position(self, page: int, item: int) -> str:
+        """Where a record came from: ``stream:page N item M`` (1-based)."""
+        return f"{self.stream}:page {page} item {item + 1}"
+
+    def _one_by_one(
+        self, records: list[Any], page: int, quarantine: QuarantineBuilder
+    ) -> tuple[pa.Table | None, list[int]]:
+        """Error path: keep records that type together with the ones before them."""
+        tables: list[pa.Table] = []
+        kept: list[int] = []
+        schema: pa.Schema | None = None
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                reason = f"not a JSON object: {type(record).__name__}"
+                quarantine.add(reason, self.position(page, i), dumps(record))
+                continue
+            single = self._parse([record])
+            if single is None:
+                reason = "cannot be typed (invalid member values)"
+                quarantine.add(reason, self.position(page, i), dumps(record))
+                continue
+            try:
+                merged = (
+                    single.schema
+                    if schema is None
+                    else pa.unify_schemas([schema, single.schema], promote_options="permissive")
+                )
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                reason = f"member types conflict with earlier records of the page: {exc}"
+                quarantine.add(reason, self.position(page, i), dumps(record))
+                continue
+            schema = merged
+            tables.append(single)
+            kept.append(i)
+        if not tables:
+            return None, kept
+        return pa.concat_tables(tables, promote_options="permissive"), kept

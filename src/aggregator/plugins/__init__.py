@@ -1,0 +1,1 @@
+"""Connector packages: scaffolding, and Singer/Airbyte plugins in their own venvs."""

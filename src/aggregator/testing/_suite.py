@@ -11,7 +11,8 @@
             return {"path": str(tmp_path / "data")}
 
 Tests: the spec is a valid JSON Schema; ``check`` passes on ``config`` and fails on
-``failing_config`` (unless ``check_can_fail = False``); an invalid config raises ``ConfigError`` naming the field;
+``failing_config`` (unless ``check_can_fail = False``); an invalid config raises
+``ConfigError`` naming the field;
 ``discover`` lists the streams ``stream_names`` announces, with Arrow schemas; every stream
 reads (valid messages, a final checkpoint); and for incremental streams, a read from the
 final state yields no row again (left out when no ``incremental_streams`` are declared).

@@ -34,3 +34,6 @@ def configure_logging(level: str = "warning", fmt: str = "console") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=_LEVELS.get(level.lower(), 30), stream=sys.stderr)
+    # HTTP clients log full request URLs (query-string credentials included) at INFO
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, _LEVELS.get(level.lower(), 30)))

@@ -15,8 +15,6 @@ Bookkeeping tables (append-only, so concurrent stream transactions never conflic
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +22,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import Field
 
+from aggregator.connectors._bookkeeping import next_seq
 from aggregator.connectors.duckdb.types import duckdb_type, quote, to_duckdb_batch
 from aggregator.connectors.sdk import (
     CheckResult,
@@ -37,16 +36,6 @@ from aggregator.core.types import schema_from_json, schema_to_json
 
 #: Rows carrying ``true`` in this column are deletions (CDC); merge applies them as deletes.
 DELETED = "_aggregator_deleted"
-_SEQ_LOCK = threading.Lock()
-_last_seq = 0
-
-
-def _next_seq() -> int:
-    """Increasing across runs and threads: wall-clock nanoseconds, bumped past the last one."""
-    global _last_seq
-    with _SEQ_LOCK:
-        _last_seq = max(time.time_ns(), _last_seq + 1)
-        return _last_seq
 
 
 class DuckDBConfig(ConnectorConfig):
@@ -127,7 +116,7 @@ class DuckDBSession(DestinationSession):
                 cursor.execute(
                     f"INSERT INTO {self.qualified('_aggregator_state')} "
                     "VALUES (?, ?, ?, 'reset', NULL, now())",
-                    [self.pipeline, name, _next_seq()],
+                    [self.pipeline, name, next_seq()],
                 )
 
     def _streams_with_state(self) -> list[str]:
@@ -239,7 +228,7 @@ class DuckDBWriter(StreamWriter):
     def _record_schema(self, schema: pa.Schema) -> None:
         self.con.execute(
             f"INSERT INTO {self.session.qualified('_aggregator_schemas')} VALUES (?, ?, ?)",
-            [self.target, _next_seq(), json.dumps(schema_to_json(schema))],
+            [self.target, next_seq(), json.dumps(schema_to_json(schema))],
         )
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -311,7 +300,7 @@ class DuckDBWriter(StreamWriter):
             [
                 self.session.pipeline,
                 self.stream.name,
-                _next_seq(),
+                next_seq(),
                 self.run_id,
                 None if state is None else json.dumps(state),
             ],

@@ -13,8 +13,6 @@ make ``append`` repeat the rows of one batch; ``merge`` and ``replace`` stay exa
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from typing import Any, ClassVar
 
@@ -22,22 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from aggregator.connectors._bookkeeping import next_seq
 from aggregator.connectors.mysql.connection import MySQLConnection
 from aggregator.connectors.mysql.source import quote
 from aggregator.connectors.sdk import CheckResult, Destination, DestinationSession, StreamWriter
 from aggregator.core.catalog import ConfiguredStream, WriteMode
 from aggregator.core.errors import ConfigError, ConnectorError
 from aggregator.core.types import schema_from_json, schema_to_json
-
-_SEQ_LOCK = threading.Lock()
-_last_seq = 0
-
-
-def _next_seq() -> int:
-    global _last_seq
-    with _SEQ_LOCK:
-        _last_seq = max(time.time_ns(), _last_seq + 1)
-        return _last_seq
 
 
 def mysql_type(dtype: pa.DataType, key: bool = False) -> str:
@@ -170,7 +159,7 @@ class MySQLSession(DestinationSession):
                 cur.execute(
                     "INSERT INTO _aggregator_state VALUES (%s, %s, %s, 'reset', NULL, "
                     "UTC_TIMESTAMP(6))",
-                    [self.pipeline, name, _next_seq()],
+                    [self.pipeline, name, next_seq()],
                 )
 
     def stored_schema(self, table: str) -> pa.Schema | None:
@@ -266,7 +255,7 @@ class MySQLWriter(StreamWriter):
     def _record_schema(self, schema: pa.Schema) -> None:
         self._exec(
             "INSERT INTO _aggregator_schemas VALUES (%s, %s, %s)",
-            [self.target, _next_seq(), json.dumps(schema_to_json(schema))],
+            [self.target, next_seq(), json.dumps(schema_to_json(schema))],
         )
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -308,7 +297,7 @@ class MySQLWriter(StreamWriter):
     def _save_state(self, state: dict[str, Any]) -> None:
         self._exec(
             "INSERT INTO _aggregator_state VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
-            [self.session.pipeline, self.stream.name, _next_seq(), self.run_id, json.dumps(state)],
+            [self.session.pipeline, self.stream.name, next_seq(), self.run_id, json.dumps(state)],
         )
 
     def commit(self, state: dict[str, Any] | None) -> None:

@@ -19,6 +19,7 @@ import pymysql.converters  # type: ignore[import-untyped]
 import pymysql.cursors  # type: ignore[import-untyped]
 from pydantic import Field
 
+from aggregator.connectors._bookkeeping import select_tables
 from aggregator.connectors.mysql.connection import MySQLConnection
 from aggregator.connectors.postgres.source import _jsonable
 from aggregator.connectors.postgres.types import conform
@@ -183,16 +184,15 @@ class MySQLSource(Source[MySQLSourceConfig]):
             if not table.startswith("_aggregator_")
             and not table.endswith(("__staging", "__quarantine"))
         ]
-        if self.config.tables is None:
-            return found
-        by_name = {t.stream: t for t in found} | {f"{t.database}.{t.name}": t for t in found}
-        missing = [t for t in self.config.tables if t not in by_name]
-        if missing:
-            raise ConfigError(
+        return select_tables(
+            found,
+            self.config.tables,
+            lambda t: (t.stream, f"{t.database}.{t.name}"),
+            lambda missing: (
                 f"tables not found in {', '.join(dbs)} at {self.config.where()}: "
                 f"{', '.join(missing)} (check `tables` and `databases`)"
-            )
-        return [by_name[t] for t in self.config.tables]
+            ),
+        )
 
     def stream_names(self) -> list[str]:
         """Stream names of the offered tables."""

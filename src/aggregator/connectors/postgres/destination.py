@@ -15,8 +15,6 @@ reset) and ``_aggregator_schemas`` (the exact Arrow schema of each table, as JSO
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any, ClassVar
 
 import psycopg
@@ -24,6 +22,7 @@ import pyarrow as pa
 from psycopg import sql
 from pydantic import Field
 
+from aggregator.connectors._bookkeeping import next_seq
 from aggregator.connectors.postgres.connection import PostgresConnection
 from aggregator.connectors.postgres.discovery import quote
 from aggregator.connectors.postgres.types import pg_type
@@ -32,19 +31,9 @@ from aggregator.core.catalog import ConfiguredStream, WriteMode
 from aggregator.core.errors import ConfigError, ConnectorError
 from aggregator.core.types import schema_from_json, schema_to_json
 
-_SEQ_LOCK = threading.Lock()
-_last_seq = 0
 _SEQ_COLUMN = "__aggregator_seq"
 #: Rows carrying ``true`` in this column are deletions (CDC); merge applies them as deletes.
 DELETED = "_aggregator_deleted"
-
-
-def _next_seq() -> int:
-    """Increasing across runs and threads: wall-clock nanoseconds, bumped past the last one."""
-    global _last_seq
-    with _SEQ_LOCK:
-        _last_seq = max(time.time_ns(), _last_seq + 1)
-        return _last_seq
 
 
 def _literal(value: object) -> str:
@@ -132,7 +121,7 @@ class PostgresSession(DestinationSession):
             self.con.execute(
                 f"INSERT INTO {self.qualified('_aggregator_state')} "
                 "VALUES (%s, %s, %s, 'reset', NULL, now())",
-                [self.pipeline, name, _next_seq()],
+                [self.pipeline, name, next_seq()],
             )
 
     def stored_schema(self, table: str) -> pa.Schema | None:
@@ -278,7 +267,7 @@ class PostgresWriter(StreamWriter):
     def _record_schema(self, schema: pa.Schema) -> None:
         self._exec(
             f"INSERT INTO {self.session.qualified('_aggregator_schemas')} VALUES ("
-            f"{_literal(self.target)}, {_next_seq()}, "
+            f"{_literal(self.target)}, {next_seq()}, "
             f"{_literal(json.dumps(schema_to_json(schema)))}::jsonb)"
         )
 
@@ -350,7 +339,7 @@ class PostgresWriter(StreamWriter):
         value = "NULL" if state is None else f"{_literal(json.dumps(state))}::jsonb"
         self._exec(
             f"INSERT INTO {self.session.qualified('_aggregator_state')} VALUES ("
-            f"{_literal(self.session.pipeline)}, {_literal(self.stream.name)}, {_next_seq()}, "
+            f"{_literal(self.session.pipeline)}, {_literal(self.stream.name)}, {next_seq()}, "
             f"{_literal(self.run_id)}, {value}, now())"
         )
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 from psycopg import sql
 from pydantic import Field
 
+from aggregator.connectors._bookkeeping import select_tables
 from aggregator.connectors.postgres.connection import PostgresConnection
 from aggregator.connectors.postgres.discovery import PgRelation, quote, relations
 from aggregator.connectors.postgres.types import conform
@@ -84,16 +85,15 @@ class PostgresSource(Source[PostgresSourceConfig]):
     def _relations(self) -> list[PgRelation]:
         with self.config.connect() as con:
             found = relations(con, self.config.schemas)
-        if self.config.tables is None:
-            return found
-        by_name = {r.stream: r for r in found} | {f"{r.schema}.{r.name}": r for r in found}
-        missing = [t for t in self.config.tables if t not in by_name]
-        if missing:
-            raise ConfigError(
+        return select_tables(
+            found,
+            self.config.tables,
+            lambda r: (r.stream, f"{r.schema}.{r.name}"),
+            lambda missing: (
                 f"tables not found in schemas {', '.join(self.config.schemas)} of "
                 f"{self.config.where()}: {', '.join(missing)} (check `tables` and `schemas`)"
-            )
-        return [by_name[t] for t in self.config.tables]
+            ),
+        )
 
     def stream_names(self) -> list[str]:
         """Stream names without reading column details twice."""

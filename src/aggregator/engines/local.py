@@ -21,7 +21,6 @@ from aggregator.engines.processing import StreamProcessor
 from aggregator.engines.stream_task import StreamTask
 from aggregator.metadata.store import MetadataStore, RunRecord, StreamRunRecord
 from aggregator.pipeline.spec import PipelineSpec, SourceSpec
-from aggregator.transform.processor import processor_factory
 
 log = structlog.get_logger(__name__)
 ProcessorFactory = Callable[[PipelineSpec, ConfiguredStream], StreamProcessor]
@@ -62,6 +61,13 @@ def _stream_names(source: Source, spec: SourceSpec) -> list[str]:  # type: ignor
     return source.stream_names()
 
 
+def _default_processors(store: MetadataStore) -> ProcessorFactory:
+    """Transforms and checks from the spec (imported here: sqlglot is not needed at start-up)."""
+    from aggregator.transform.processor import processor_factory
+
+    return processor_factory(store)
+
+
 class LocalEngine:
     """Runs pipelines in this process; streams run concurrently in threads."""
 
@@ -73,7 +79,7 @@ class LocalEngine:
     ) -> None:
         self.store = store
         self.observer = observer or RunObserver()
-        self.processors = processors or processor_factory(store)
+        self.processors = processors or _default_processors(store)
         self.cancel_event = threading.Event()
 
     def run(

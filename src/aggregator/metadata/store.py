@@ -10,7 +10,6 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from aggregator.metadata import migrate
 from aggregator.metadata.models import Run, RunStream, SchemaVersion
 
 
@@ -93,6 +92,8 @@ class MetadataStore:
         self.engine: Engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        from aggregator.metadata import migrate  # Alembic loads only when a store opens
+
         migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -159,3 +159,8 @@ def audit_context(
         ip=client_ip(request, platform),
         request_id=getattr(request.state, "request_id", None),
     )
+
+
+#: The largest integer a metadata database column holds (SQLite and PostgreSQL BIGINT):
+#: integer parameters are bounded by it, so oversized input is a 422, never a driver error.
+MAX_DB_INT = 2**63 - 1

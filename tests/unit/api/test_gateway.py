@@ -102,3 +102,13 @@ def test_openapi_published(api: Api) -> None:
     assert spec["info"]["title"] == "Aggregator API"
     assert "/api/v1/pipelines/{pipeline_id}/runs" in spec["paths"]
     assert api.client.get("/api/v1/docs").status_code == 200
+
+
+def test_oversized_integer_parameters_are_422_not_500(api: Api) -> None:
+    for url in (
+        "/api/v1/audit?after_seq=99999999999999999999",
+        "/api/v1/pipelines?offset=99999999999999999999",
+    ):
+        response = api.client.get(url, headers=api.headers("admin"))
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["error"]["code"] == "invalid_request"

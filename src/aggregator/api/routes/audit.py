@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from aggregator.api.deps import SessionDep, requires
+from aggregator.api.deps import MAX_DB_INT, SessionDep, requires
 from aggregator.api.schemas import AuditEventPublic
 from aggregator.metadata.control_models import AuditEvent
 from aggregator.security import audit
@@ -28,7 +28,7 @@ def query_audit(
     object_id: Annotated[str | None, Query(max_length=200)] = None,
     outcome: Annotated[str | None, Query(max_length=20)] = None,
     since: datetime | None = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEventPublic]:
     """Events of the workspace (and anonymous ones such as failed logins), oldest first."""

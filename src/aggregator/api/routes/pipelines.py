@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
-from aggregator.api.deps import PlatformDep, SessionDep, audit_context, requires
+from aggregator.api.deps import MAX_DB_INT, PlatformDep, SessionDep, audit_context, requires
 from aggregator.api.errors import ApiError
 from aggregator.api.schemas import (
     PipelinePublic,
@@ -42,8 +42,8 @@ def _public(row: Pipeline) -> PipelinePublic:
 def list_pipelines(
     s: SessionDep,
     who: Annotated[Principal, requires(P.PIPELINES_READ)],
-    limit: int = 100,
-    offset: int = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> list[PipelinePublic]:
     """The workspace's pipelines, by name."""
     query = (
@@ -120,7 +120,7 @@ def list_versions(
 @router.get("/{pipeline_id}/versions/{version}")
 def get_version(
     pipeline_id: str,
-    version: int,
+    version: Annotated[int, Path(ge=1, le=MAX_DB_INT)],
     s: SessionDep,
     who: Annotated[Principal, requires(P.PIPELINES_READ)],
 ) -> PipelineVersionPublic:

@@ -52,28 +52,26 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 @cache
-def head_revision() -> str:
-    """The newest revision shipped with this package."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+def head_revisions() -> frozenset[str]:
+    """The newest revision(s) shipped with this package (several while branches are open)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at (None when never migrated)."""
-    return MigrationContext.configure(connection).get_current_revision()
+def current_revisions(connection: Connection) -> frozenset[str]:
+    """The revision(s) the database is at (empty when never migrated)."""
+    return frozenset(MigrationContext.configure(connection).get_current_heads())
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database to ``revision`` (default: the newest)."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Migrate the database to ``revision`` (default: every newest revision)."""
     with _migration_connection(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        current = current_revision(conn)
-        if revision == "head" and current == head_revision():
+        current = current_revisions(conn)
+        if revision in ("head", "heads") and current == head_revisions():
             return
         cfg = alembic_config(conn)
-        if current is None and inspect(conn).has_table("runs"):
+        if not current and inspect(conn).has_table("runs"):
             command.stamp(cfg, BASELINE)
         command.upgrade(cfg, revision)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Context:
     work: Path  # scratch directory, emptied by each tool's prepare step
     quick: bool
     rows: dict[str, int] = field(default_factory=dict)  # table -> row count
+    services: dict[str, str] = field(default_factory=dict)  # scripts/services.sh env lines
 
 
 @dataclass
@@ -27,6 +29,10 @@ class ToolRun:
     prepare: list[list[str]] = field(default_factory=list)
     rows: int | None = None  # rows moved, when it differs from the scenario's (a slice)
     note: str = ""
+    #: other units moved, reported as ``<unit>_per_s`` (for example ``{"pages": 2000}``)
+    units: dict[str, int] = field(default_factory=dict)
+    #: fixed fields copied into the result entry (for example ``{"concurrency": 8}``)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -33,15 +33,18 @@ def sh(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
 
 
-def start_services() -> str:
+def start_services() -> dict[str, str]:
+    """Start PostgreSQL, MariaDB and Redis; their ``AGGREGATOR_TEST_*`` variables."""
     env = dict(os.environ, AGGREGATOR_SERVICES_DIR=SERVICES_DIR)
-    subprocess.run(
-        [str(ROOT / "scripts" / "services.sh"), "start", "postgres"], check=True, env=env
-    )
+    subprocess.run([str(ROOT / "scripts" / "services.sh"), "start"], check=True, env=env)
+    found: dict[str, str] = {}
     for line in (Path(SERVICES_DIR) / "env").read_text().splitlines():
-        if "AGGREGATOR_TEST_PG_URL=" in line:
-            return line.split("=", 1)[1].strip()
-    raise SystemExit("services.sh did not write the PostgreSQL URL")
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if sep:
+            found[name.strip()] = value.strip()
+    if "AGGREGATOR_TEST_PG_URL" not in found:
+        raise SystemExit("services.sh did not write the PostgreSQL URL")
+    return found
 
 
 def with_db(url: str, db: str) -> str:
@@ -142,15 +145,22 @@ def main() -> int:
     p.add_argument("--only", nargs="*", help="scenarios, tools or scenario:tool pairs to run")
     a = p.parse_args()
     runs = a.runs or (1 if a.quick else 3)
-    server = start_services()
-    url, target = build_data(server, a.quick)
+    services = start_services()
+    url, target = build_data(services["AGGREGATOR_TEST_PG_URL"], a.quick)
     work = BENCH_DIR / "work"
     work.mkdir(exist_ok=True)
     rows = {
         t: int(psql(url, "-c", f"SELECT count(*) FROM {t}")) for t in ("pgbench_accounts", "wide")
     }
     ctx = Context(
-        url, target, str(ROOT / ".venv" / "bin" / "python"), peers_python(), work, a.quick, rows
+        url,
+        target,
+        str(ROOT / ".venv" / "bin" / "python"),
+        peers_python(),
+        work,
+        a.quick,
+        rows,
+        services,
     )
     results: list[dict[str, Any]] = []
     notes: dict[tuple[str, str], str] = {}
@@ -198,6 +208,8 @@ def main() -> int:
                     "seconds": round(median, 3),
                     "rows_per_s": round(n / median),
                     "peak_rss_mb": round(max(peaks)),
+                    **{f"{unit}_per_s": round(k / median, 1) for unit, k in spec.units.items()},
+                    **spec.extra,
                 }
             )
     report(results, notes, failed)

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SERVICES_DIR ?= /tmp/aggregator-services
 WITH_SERVICES := set -a && . $(SERVICES_DIR)/env && set +a &&
 
-.PHONY: help setup services services-stop demo test test-fast lint format clean bench
+.PHONY: help setup services services-stop demo test test-fast test-vault lint format clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -36,11 +36,14 @@ lint: setup ## Ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 
-test: setup lint services ## Lint, start the services, then every test with coverage
-	$(WITH_SERVICES) $(BIN)/pytest --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider
+test: setup lint services ## Lint, start the services, then every test with coverage (Vault tests: make test-vault)
+	$(WITH_SERVICES) $(BIN)/pytest -m "not vault" --cov --cov-report=term:skip-covered --cov-report=xml -p no:cacheprovider
+
+test-vault: setup ## Build a Vault server from the Go module proxy (about an hour the first time) and run the Vault backend tests
+	AGGREGATOR_TEST_VAULT_BIN="$$(scripts/build-vault.sh)" $(BIN)/pytest -m vault -q -p no:cacheprovider
 
 test-fast: setup services ## Tests without the slow reliability suite
-	$(WITH_SERVICES) $(BIN)/pytest -m "not slow" -q
+	$(WITH_SERVICES) $(BIN)/pytest -m "not slow and not vault" -q
 
 bench: setup ## Benchmark against peers (PostgreSQL, dlt, connectorx, ADBC); BENCH_QUICK=1: small data, 1 run
 	$(BIN)/python bench/run.py $(if $(BENCH_QUICK),--quick)

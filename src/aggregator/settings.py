@@ -68,6 +68,30 @@ class Settings(BaseSettings):
         "viewer", description="Role of users created by OIDC signup."
     )
     api_run_workers: int = Field(2, ge=1, le=64, description="Runs executed at once by the API.")
+    # --- outbound guard, webhooks, Vault, tracing; see docs/security.md ---
+    outbound_strict: bool = Field(
+        False, description="Also refuse loopback/private addresses (shared deployments)."
+    )
+    outbound_allow: list[str] = Field(
+        default_factory=list, description="CIDR blocks or host names strict mode allows (JSON)."
+    )
+    data_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Directories file-based connections made through the API must stay in.",
+    )
+    webhook_attempts: int = Field(6, ge=1, le=20, description="Delivery attempts per event.")
+    webhook_backoff_seconds: float = Field(
+        2.0, ge=0, description="First retry delay (doubles each attempt, capped at 5 min)."
+    )
+    vault_url: str | None = Field(None, description="HashiCorp Vault / OpenBao address.")
+    vault_token: SecretStr | None = Field(None, description="Vault token (or VAULT_TOKEN).")
+    vault_transit_mount: str = Field("transit", description="Mount path of the transit engine.")
+    vault_transit_key: str = Field("aggregator", description="Transit key name.")
+    vault_namespace: str | None = Field(None, description="Vault Enterprise namespace.")
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="OpenTelemetry span exporter (otlp needs the otlp extra)."
+    )
+    otel_service_name: str = Field("aggregator", description="service.name of the spans.")
 
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:

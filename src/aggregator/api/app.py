@@ -22,13 +22,23 @@ from aggregator.api.routes import (
     connections,
     connectors,
     health,
+    ingest,
+    lineage,
     mfa,
     oidc,
     pipelines,
+    preview,
+    quality,
     runs,
+    schemas,
+    sessions,
     users,
+    webhooks,
 )
+from aggregator.api.services.webhooks import WebhookDispatcher
 from aggregator.metadata.store import MetadataStore
+from aggregator.observability.tracing import setup_tracing
+from aggregator.security import outbound
 from aggregator.settings import Settings, load_settings
 
 API_PREFIX = "/api/v1"
@@ -39,11 +49,18 @@ def create_app(settings: Settings | None = None, store: MetadataStore | None = N
     settings = settings or load_settings()
     platform = Platform.build(settings, store)
     metrics = ApiMetrics()
+    outbound.configure(settings)  # SSRF guard of every outbound client (docs/security.md)
+    platform.webhooks = WebhookDispatcher(platform.store, platform.box, settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        platform.webhooks.resume()
         yield
         platform.close()
+        platform.webhooks.close()
+        provider = getattr(app.state, "tracer_provider", None)
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
 
     app = FastAPI(
         title="Aggregator API",
@@ -70,6 +87,13 @@ def create_app(settings: Settings | None = None, store: MetadataStore | None = N
         users,
         apikeys,
         audit,
+        ingest,
+        webhooks,
+        preview,
+        schemas,
+        lineage,
+        quality,
+        sessions,
     ):
         api.include_router(module.router)
     app.include_router(api)
@@ -89,4 +113,5 @@ def create_app(settings: Settings | None = None, store: MetadataStore | None = N
     app.add_middleware(
         GatewayMiddleware, max_body=settings.max_body_bytes, metrics=metrics, templates=templates
     )
+    setup_tracing(app, settings)  # outermost; off unless AGGREGATOR_OTEL_EXPORTER is set
     return app

@@ -10,10 +10,12 @@ import uuid
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator.api.metrics import ApiMetrics
+from aggregator.observability.context import bind_request, unbind_request
 
 log = structlog.get_logger("aggregator.api")
 _RID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -64,6 +66,10 @@ class GatewayMiddleware:
         incoming = headers.get("x-request-id", "")
         rid = incoming if _RID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        bound = bind_request(scope["state"])  # request_id and user on every log line
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("aggregator.request_id", rid)
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
 
@@ -71,6 +77,7 @@ class GatewayMiddleware:
         if length.isdigit() and int(length) > self.max_body:
             await self._reject(send, rid, 413, "request_too_large", "the request body is too big")
             self._observe(scope, 413, started)
+            unbind_request(bound)
             return
 
         received = 0
@@ -105,6 +112,7 @@ class GatewayMiddleware:
             status["code"] = 413
         finally:
             self._observe(scope, int(status["code"]), started)
+            unbind_request(bound)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started

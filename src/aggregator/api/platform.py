@@ -26,6 +26,7 @@ class Platform:
     running: dict[str, str] = field(default_factory=dict)  # pipeline name -> run id
     lock: threading.Lock = field(default_factory=threading.Lock)
     oidc: Any = None  # OidcClient, created at first use
+    webhooks: Any = None  # services.webhooks.WebhookDispatcher, set by create_app
 
     @classmethod
     def build(cls, settings: Settings, store: MetadataStore | None = None) -> Platform:

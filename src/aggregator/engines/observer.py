@@ -21,3 +21,6 @@ class RunObserver:
 
     def stream_finished(self, record: StreamRunRecord) -> None:
         """A stream ended (succeeded or failed)."""
+
+    def log(self, stream: str | None, level: str, message: str) -> None:
+        """A line for the run log (a source's ``Log`` message or an engine event)."""

@@ -29,6 +29,9 @@ _MODEL_MODULES = (
     "aggregator.metadata.models",
     "aggregator.metadata.control_models",
     "aggregator.metadata.quality_models",
+    "aggregator.metadata.ingest_models",
+    "aggregator.metadata.lineage_models",
+    "aggregator.metadata.webhook_models",
 )
 
 

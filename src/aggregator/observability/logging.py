@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from aggregator.observability.context import add_request_context, add_trace_context
+
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -24,6 +26,9 @@ def configure_logging(level: str = "warning", fmt: str = "console") -> None:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,
+            add_request_context,  # request_id and user of the request being served
+            add_trace_context,  # OpenTelemetry trace_id / span_id when tracing
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

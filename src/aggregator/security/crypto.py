@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aggregator.core.errors import ConfigError
+from aggregator.security import vault
 from aggregator.settings import Settings
 
 _VERSION = "v1"
@@ -109,12 +110,31 @@ def key_file(settings: Settings) -> Path:
     return settings.encryption_key_file or settings.home / KEY_FILE_NAME
 
 
-def write_key_file(path: Path, key: bytes) -> None:
-    """Write a key readable by the owner only."""
+def write_key_file(path: Path, key: bytes, settings: Settings | None = None) -> None:
+    """Write a key readable by the owner only; wrapped by Vault when Vault is configured."""
+    transit = vault.VaultTransit.from_settings(settings) if settings is not None else None
+    if transit is not None:
+        transit.ensure_key()
+        text = transit.wrap(key)
+    else:
+        text = encode_key(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(encode_key(key) + "\n")
+        f.write(text + "\n")
+
+
+def read_key(text: str, settings: Settings) -> bytes:
+    """A key from its stored form: base64, or a Vault transit ciphertext (unwrapped)."""
+    if not vault.is_wrapped(text):
+        return parse_key(text)
+    transit = vault.VaultTransit.from_settings(settings)
+    if transit is None:
+        raise ConfigError("the encryption key is wrapped by Vault: set AGGREGATOR_VAULT_URL")
+    key = transit.unwrap(text)
+    if len(key) != 32:
+        raise ConfigError("the key unwrapped by Vault is not 32 bytes")
+    return key
 
 
 def load_box(settings: Settings) -> SecretBox:
@@ -125,13 +145,13 @@ def load_box(settings: Settings) -> SecretBox:
     nothing re-encrypted with it becomes unreadable.
     """
     if settings.encryption_key is not None:
-        return SecretBox(parse_key(settings.encryption_key.get_secret_value()))
+        return SecretBox(read_key(settings.encryption_key.get_secret_value(), settings))
     path = key_file(settings)
     if not path.exists():
         if settings.environment == "production":
             raise ConfigError(f"encryption key file {path} does not exist")
-        write_key_file(path, generate_key())
-    primary = parse_key(path.read_text())
+        write_key_file(path, generate_key(), settings)
+    primary = read_key(path.read_text(), settings)
     pending = path.with_name(path.name + ".new")
-    others = [parse_key(pending.read_text())] if pending.exists() else []
+    others = [read_key(pending.read_text(), settings)] if pending.exists() else []
     return SecretBox(primary, others)

@@ -18,6 +18,7 @@ import httpx
 import jwt
 from authlib.common.security import generate_token
 
+from aggregator.security.outbound import OutboundBlocked, guarded_client, guarded_transport
 from aggregator.settings import Settings
 
 with warnings.catch_warnings():  # authlib deprecates authlib.jose (joserfc) and httpx (httpx2)
@@ -73,7 +74,10 @@ class OidcClient:
         if self._metadata is None:
             url = f"{self.config.issuer}/.well-known/openid-configuration"
             try:
-                doc = httpx.get(url, timeout=10, follow_redirects=False).raise_for_status().json()
+                with guarded_client(timeout=10) as http:  # outbound (SSRF) guard
+                    doc = http.get(url).raise_for_status().json()
+            except OutboundBlocked as exc:
+                raise OidcError(f"identity provider refused: {exc.message}") from None
             except (httpx.HTTPError, ValueError) as exc:
                 raise OidcError(f"identity provider unavailable: {type(exc).__name__}") from None
             if str(doc.get("issuer", "")).rstrip("/") != self.config.issuer:
@@ -89,6 +93,7 @@ class OidcClient:
             redirect_uri=self.config.redirect_uri,
             code_challenge_method="S256",
             timeout=10,
+            transport=guarded_transport(),
         )
 
     def start(self, signing_key: str) -> tuple[str, str]:
@@ -122,7 +127,8 @@ class OidcClient:
                 token = client.fetch_token(
                     meta["token_endpoint"], code=code, code_verifier=flow["verifier"]
                 )
-            keys = httpx.get(meta["jwks_uri"], timeout=10).raise_for_status().json()
+            with guarded_client(timeout=10) as http:
+                keys = http.get(meta["jwks_uri"]).raise_for_status().json()
         except Exception as exc:  # network or OAuth error from the provider
             raise OidcError(f"token exchange failed: {type(exc).__name__}") from None
         if "id_token" not in token:
@@ -149,14 +155,10 @@ class OidcClient:
     def _userinfo(url: str, token: dict[str, Any], subject: str) -> dict[str, Any]:
         """Claims the provider keeps out of the ID token (the subject must match)."""
         try:
-            info = (
-                httpx.get(
-                    url, headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=10
-                )
-                .raise_for_status()
-                .json()
-            )
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            with guarded_client(timeout=10) as http:
+                bearer = {"Authorization": f"Bearer {token['access_token']}"}
+                info = http.get(url, headers=bearer).raise_for_status().json()
+        except (httpx.HTTPError, KeyError, ValueError, OutboundBlocked) as exc:
             raise OidcError(f"userinfo failed: {type(exc).__name__}") from None
         if info.get("sub") != subject:
             raise OidcError("userinfo subject mismatch")

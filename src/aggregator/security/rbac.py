@@ -12,8 +12,10 @@ apikeys:own        yes    yes     yes       yes
 connections:check  yes    yes     yes       no
 runs:trigger       yes    yes     yes       no
 metrics:read       yes    yes     yes       no
+webhooks:read      yes    yes     yes       no
 connections:write  yes    yes     no        no
 pipelines:write    yes    yes     no        no
+webhooks:write     yes    yes     no        no
 users:read         yes    no      no        no
 users:write        yes    no      no        no
 apikeys:admin      yes    no      no        no
@@ -38,8 +40,10 @@ class Permission(StrEnum):
     CONNECTIONS_CHECK = "connections:check"
     RUNS_TRIGGER = "runs:trigger"
     METRICS_READ = "metrics:read"
+    WEBHOOKS_READ = "webhooks:read"
     CONNECTIONS_WRITE = "connections:write"
     PIPELINES_WRITE = "pipelines:write"
+    WEBHOOKS_WRITE = "webhooks:write"
     USERS_READ = "users:read"
     USERS_WRITE = "users:write"
     APIKEYS_ADMIN = "apikeys:admin"
@@ -59,8 +63,8 @@ P = Permission
 _VIEWER = frozenset(
     {P.CATALOG_READ, P.CONNECTIONS_READ, P.PIPELINES_READ, P.RUNS_READ, P.ROLES_READ, P.APIKEYS_OWN}
 )
-_OPERATOR = _VIEWER | {P.CONNECTIONS_CHECK, P.RUNS_TRIGGER, P.METRICS_READ}
-_EDITOR = _OPERATOR | {P.CONNECTIONS_WRITE, P.PIPELINES_WRITE}
+_OPERATOR = _VIEWER | {P.CONNECTIONS_CHECK, P.RUNS_TRIGGER, P.METRICS_READ, P.WEBHOOKS_READ}
+_EDITOR = _OPERATOR | {P.CONNECTIONS_WRITE, P.PIPELINES_WRITE, P.WEBHOOKS_WRITE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),

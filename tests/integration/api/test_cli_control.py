@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from aggregator.api.services.connections import decrypted_config
 from aggregator.cli.main import app
+from aggregator.connectors.webhook import store as ingest_store
 from aggregator.metadata.control_models import Connection
+from aggregator.metadata.ingest_models import IngestStream
 from aggregator.metadata.store import MetadataStore
 from aggregator.security import crypto
 from aggregator.settings import Settings
@@ -62,15 +64,22 @@ def test_create_admin_rotate_key_and_verify(tmp_path: Path) -> None:
             secrets_ciphertext=box.encrypt_json({"password": SECRET}, "connection:c1"),
             created_at=now, updated_at=now,
         ))  # fmt: skip
+        ingest = ingest_store.create_stream(
+            s, box, "00000000-0000-0000-0000-000000000001", "orders", "ingest-" + SECRET
+        )
         s.commit()
+        ingest_id = ingest.id
     old_id = box.primary_id
 
     r = _cli("secrets", "rotate-key")
     assert r.returncode == 0, r.stderr
-    assert "re-encrypted 1 secret(s)" in r.stdout and SECRET not in r.stdout + r.stderr
+    assert "re-encrypted 2 secret(s)" in r.stdout and SECRET not in r.stdout + r.stderr
     new_box = crypto.load_box(settings)
     assert new_box.primary_id != old_id and new_box.key_ids() == [new_box.primary_id]
     with store.session() as s:
+        stream = s.get(IngestStream, ingest_id)
+        assert stream is not None
+        assert ingest_store.stream_secret(new_box, stream) == "ingest-" + SECRET
         row = s.get(Connection, "c1")
         assert row is not None and row.secrets_ciphertext.split(".")[1] == new_box.primary_id
         assert decrypted_config(new_box, row) == {"password": SECRET}

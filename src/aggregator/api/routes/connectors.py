@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from pydantic import TypeAdapter
 
+from aggregator.api import cache
 from aggregator.api.deps import requires
 from aggregator.api.errors import ApiError
 from aggregator.api.schemas import ConnectorPublic
@@ -15,6 +18,7 @@ from aggregator.security.rbac import Permission as P
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
 Reader = Annotated[Principal, requires(P.CATALOG_READ)]
+_LIST = TypeAdapter(list[ConnectorPublic])
 
 
 def _public(info: registry.ConnectorInfo) -> ConnectorPublic:
@@ -27,10 +31,19 @@ def _public(info: registry.ConnectorInfo) -> ConnectorPublic:
     )
 
 
-@router.get("")
-def list_connectors(_: Reader) -> list[ConnectorPublic]:
-    """Every installed source and destination."""
-    return [_public(c) for c in registry.all_connectors()]
+@router.get("", response_model=list[ConnectorPublic])
+def list_connectors(request: Request, _: Reader) -> Response:
+    """Every installed source and destination (cached in Redis when configured)."""
+    installed = registry.all_connectors()
+    fingerprint = sha256(
+        "\n".join(sorted(f"{c.kind}/{c.name}/{c.package}" for c in installed)).encode()
+    ).hexdigest()[:16]
+    body = cache.get_cache(request).get_or_load(
+        cache.CATALOG_SCOPE,
+        f"list:{fingerprint}",
+        lambda: _LIST.dump_json([_public(c) for c in installed]),
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{kind}/{name}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import TypeAdapter
 from sqlalchemy import select
 
+from aggregator.api import cache
 from aggregator.api.deps import MAX_DB_INT, PlatformDep, SessionDep, audit_context, requires
 from aggregator.api.errors import ApiError
 from aggregator.api.schemas import (
@@ -24,6 +26,7 @@ from aggregator.security.identity import Principal
 from aggregator.security.rbac import Permission as P
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+_LIST = TypeAdapter(list[PipelinePublic])
 
 
 def _public(row: Pipeline) -> PipelinePublic:
@@ -38,22 +41,29 @@ def _public(row: Pipeline) -> PipelinePublic:
     )
 
 
-@router.get("")
+@router.get("", response_model=list[PipelinePublic])
 def list_pipelines(
+    request: Request,
     s: SessionDep,
     who: Annotated[Principal, requires(P.PIPELINES_READ)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
-) -> list[PipelinePublic]:
-    """The workspace's pipelines, by name."""
-    query = (
-        select(Pipeline)
-        .where(Pipeline.workspace_id == who.workspace_id)
-        .order_by(Pipeline.name)
-        .limit(max(1, min(limit, 500)))
-        .offset(max(0, offset))
-    )
-    return [_public(r) for r in s.scalars(query)]
+) -> Response:
+    """The workspace's pipelines, by name (cached in Redis when configured)."""
+
+    def load() -> bytes:
+        query = (
+            select(Pipeline)
+            .where(Pipeline.workspace_id == who.workspace_id)
+            .order_by(Pipeline.name)
+            .limit(max(1, min(limit, 500)))
+            .offset(max(0, offset))
+        )
+        return _LIST.dump_json([_public(r) for r in s.scalars(query)])
+
+    scope = cache.pipelines_scope(who.workspace_id)
+    body = cache.get_cache(request).get_or_load(scope, f"list:{limit}:{offset}", load)
+    return Response(body, media_type="application/json")
 
 
 @router.post("", status_code=201)
@@ -66,7 +76,9 @@ def create_pipeline(
 ) -> PipelinePublic:
     """Create a pipeline from a JSON spec or YAML text (validated like the CLI does)."""
     ctx = audit_context(request, platform, who)
-    return _public(svc.create(s, platform.box, ctx, who.user_id, body))
+    row = svc.create(s, platform.box, ctx, who.user_id, body)
+    cache.get_cache(request).invalidate(cache.pipelines_scope(who.workspace_id))
+    return _public(row)
 
 
 @router.get("/{pipeline_id}")
@@ -89,7 +101,9 @@ def update_pipeline(
     """Replace the spec; the previous one stays as a version."""
     row = svc.get(s, who.workspace_id, pipeline_id)
     ctx = audit_context(request, platform, who)
-    return _public(svc.update(s, platform.box, ctx, who.user_id, row, body))
+    row = svc.update(s, platform.box, ctx, who.user_id, row, body)
+    cache.get_cache(request).invalidate(cache.pipelines_scope(who.workspace_id))
+    return _public(row)
 
 
 @router.delete("/{pipeline_id}", status_code=204)
@@ -103,6 +117,7 @@ def delete_pipeline(
     """Delete a pipeline and its versions (runs and the audit log remain)."""
     row = svc.get(s, who.workspace_id, pipeline_id)
     svc.delete(s, audit_context(request, platform, who), row)
+    cache.get_cache(request).invalidate(cache.pipelines_scope(who.workspace_id))
     return Response(status_code=204)
 
 
@@ -144,7 +159,8 @@ def trigger_run(
     """Start a run in the background; poll ``GET /runs/{run_id}``."""
     row = svc.get(s, who.workspace_id, pipeline_id)
     spec = svc.runnable_spec(s, platform.box, row)
-    run_id = runs.trigger(platform, spec, body.full_refresh, body.streams)
+    origin = runs.Origin(who.workspace_id, row.id, row.current_version, who.actor)
+    run_id = runs.trigger(platform, spec, body.full_refresh, body.streams, origin)
     ctx = audit_context(request, platform, who)
     audit.append(
         s, ctx, "run.triggered", object_type="run", object_id=run_id,

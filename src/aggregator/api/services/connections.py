@@ -14,9 +14,10 @@ from aggregator.api.schemas import CheckPublic, ConnectionCreate, ConnectionUpda
 from aggregator.api.services import secrets as sec
 from aggregator.connectors import registry
 from aggregator.connectors.sdk import Connector, Source
-from aggregator.core.errors import AggregatorError
+from aggregator.core.errors import AggregatorError, ConfigError
 from aggregator.metadata.control_models import Connection
-from aggregator.security import audit
+from aggregator.security import audit, outbound
+from aggregator.security.connstrings import check_connection_config
 from aggregator.security.crypto import SecretBox
 
 
@@ -46,6 +47,11 @@ def by_name(s: Session, workspace_id: str, name: str) -> Connection:
 def _validated(connector: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     cls = registry.get(connector, kind).cls
     cls.from_config(config)  # raises ConfigError naming the field, without the value
+    guard = outbound.current_policy()  # hosts, driver parameters, paths (docs/security.md)
+    try:
+        check_connection_config(connector, config, guard)
+    except ConfigError as exc:
+        raise ApiError(422, "unsafe_config", exc.message) from None
     return sec.redact(config, cls.config_model)
 
 

@@ -57,6 +57,9 @@ def api(
         host=host,
         port=port,
         workers=workers,
+        # A worker imports the whole app before answering the supervisor's first ping:
+        # uvicorn's 5 s default kills and respawns workers forever on a loaded machine.
+        timeout_worker_healthcheck=120,
         proxy_headers=settings.trust_forwarded_for,
         server_header=False,
         log_level=settings.log_level,
@@ -130,7 +133,7 @@ def rotate_key(
     target = new_key_file or crypto.key_file(settings)
     pending = target.with_name(target.name + ".new")
     key = crypto.generate_key()
-    crypto.write_key_file(pending, key)
+    crypto.write_key_file(pending, key, settings)  # wrapped by Vault when configured
     new = crypto.SecretBox(key)
     store = _store(settings)
     try:
@@ -160,6 +163,15 @@ def _reencrypt(s: Session, old: crypto.SecretBox, new: crypto.SecretBox) -> int:
         assert user.mfa_secret_ciphertext is not None
         user.mfa_secret_ciphertext = new.encrypt(old.decrypt(user.mfa_secret_ciphertext, aad), aad)
         count += 1
+    from aggregator.metadata.webhook_models import Webhook
+
+    for hook in s.scalars(select(Webhook)):
+        aad = f"webhook:{hook.id}"
+        hook.target_ciphertext = new.encrypt(old.decrypt(hook.target_ciphertext, aad), aad)
+        count += 1
+    from aggregator.connectors.webhook import store as ingest_store
+
+    count += ingest_store.reencrypt(s, old, new)
     return count
 
 

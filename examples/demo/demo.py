@@ -1,9 +1,11 @@
-"""`make demo`: aggregate three sources into DuckDB, then show what happened.
+"""`make demo`: aggregate four sources into DuckDB, then show what happened.
 
 Each run "delivers" the next day of data into ``.demo/`` (day 1, then day 2, then nothing
-new), runs ``pipeline.yml`` on the embedded defaults (SQLite metadata, DuckDB warehouse) and
-prints the per-stream summary, the quarantined rows and a sample query. Run it again to see
-the incremental effect; ``make clean`` (or ``rm -rf .demo``) starts over.
+new), starts the product catalog API (``api_server.py``, a paginated JSON API) on a free
+loopback port, runs ``pipeline.yml`` on the embedded defaults (SQLite metadata, DuckDB
+warehouse), stops the API and prints the per-stream summary, the quarantined rows and a
+sample query. Run it again to see the incremental effect; ``make clean`` (or
+``rm -rf .demo``) starts over.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -42,6 +47,8 @@ def deliver(day: int) -> None:
     (DEMO / "data" / "events").mkdir(parents=True, exist_ok=True)
     shutil.copy(source / "orders.csv", DEMO / "data" / "orders" / f"orders_day{day}.csv")
     shutil.copy(source / "events.jsonl", DEMO / "data" / "events" / f"events_day{day}.jsonl")
+    (DEMO / "data" / "api").mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "products.json", DEMO / "data" / "api" / "products.json")
     with sqlite3.connect(DEMO / "data" / "crm.sqlite") as con:
         con.executescript((source / "crm.sql").read_text())
     if day == 1:
@@ -69,6 +76,30 @@ def write_bulk_orders(path: Path) -> None:
         }
     )
     pacsv.write_csv(table, path)
+
+
+@contextmanager
+def catalog_api() -> Iterator[str]:
+    """The product catalog API serving ``.demo/data/api/products.json``; its base URL."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "api_server.py"),
+            "--data",
+            str(DEMO / "data" / "api" / "products.json"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError("the demo API server did not start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def show_quarantine(con: duckdb.DuckDBPyConnection) -> None:
@@ -130,16 +161,22 @@ def main() -> int:
     configure_logging("warning")
     os.environ["DEMO_DIR"] = str(DEMO)
     os.environ.setdefault("AGGREGATOR_HOME", str(DEMO / ".aggregator"))
-    spec = load_pipeline(HERE / "pipeline.yml")
+    products = DEMO / "data" / "api" / "products.json"
+    if not products.exists():  # a demo directory from before the API stream existed
+        products.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HERE / "data" / f"day{min(day, 2)}" / "products.json", products)
     (DEMO / ".aggregator").mkdir(exist_ok=True)
     store = MetadataStore(f"sqlite:///{DEMO / '.aggregator' / 'metadata.db'}")
     progress = ProgressObserver(console) if console.is_terminal else None
     engine = LocalEngine(store, progress)
-    try:
-        record = engine.run(spec, spec_path=str(HERE / "pipeline.yml"))
-    finally:
-        if progress is not None:
-            progress.stop()
+    with catalog_api() as url:
+        os.environ["DEMO_API_URL"] = url
+        spec = load_pipeline(HERE / "pipeline.yml")
+        try:
+            record = engine.run(spec, spec_path=str(HERE / "pipeline.yml"))
+        finally:
+            if progress is not None:
+                progress.stop()
 
     console.print(run_table(record))
     for s in record.streams:

@@ -199,6 +199,10 @@ def test_real_tap_jsonl_discover_read_and_state(tmp_path: Path, plugins: Path) -
     stream = src.discover().get("things")
     assert stream is not None and stream.primary_key == ("id",)
     assert stream.schema.field("at").type == TIMESTAMPTZ
+    # metadata extraction: the tap's own (JSON Schema) types and its replication key
+    assert stream.metadata["declared_types"]["at"] == "string (date-time)"
+    assert stream.metadata["declared_types"]["id"] == "integer"
+    assert stream.cursor_candidates == ("_sdc_last_modified",)
     first = read_stream(src, "things", cursor_field="_sdc_last_modified")
     assert first.rows == 50 and first.quarantined == []
     table = first.table

@@ -179,6 +179,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/mixed":
             data = [{"id": 1, "v": 1}, {"id": 2, "v": "two"}, 7, {"id": 4, "v": 4}]
             return self._send(200, {"data": data, "big": 12345678901234567890123})
+        if path == "/drift":  # a member whose JSON type changes from one page to the next
+            pages = {1: [{"id": 1, "v": 1}], 2: [{"id": 2, "v": "two"}], 3: [{"id": 3, "v": 3}]}
+            return self._send(200, {"data": pages.get(page, [])})
         if path == "/exact":
             body = b'[{"id": 1, "n": 123456789012345678901234567890, '
             body += b'"at": "2024-05-01T10:00:00+02:00"}]'

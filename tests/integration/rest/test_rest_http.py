@@ -185,7 +185,7 @@ def test_incremental_sends_cursor_and_resumes(api: str, api_state: State) -> Non
         "pagination": {"type": "page_number"},
         "incremental": {"cursor_field": "updated_at", "param": "since"},
     }
-    src = source(api, [stream], concurrency=1)
+    src = source(api, [stream], concurrency=1, checkpoint_seconds=0)
     first = read(src, "ev", incremental=True)
     assert first.table.num_rows == 20
     final = first.states[-1]

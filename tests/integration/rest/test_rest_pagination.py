@@ -188,7 +188,25 @@ def test_graphql_cursor_in_the_body(api: str) -> None:
             "cursor_path": "data.users.pageInfo.hasNextPage && data.users.pageInfo.endCursor",
         },
     }
-    result = read(source(api, [stream]), "users")
+    result = read(source(api, [stream], checkpoint_seconds=0), "users")
     assert result.table.column("id").to_pylist() == IDS
     resumed = read(source(api, [stream]), "users", result.states[0])
     assert resumed.table.column("id").to_pylist() == IDS[10:]
+
+
+def test_buffered_pages_are_combined_unless_their_types_differ(api: str) -> None:
+    users = {"name": "u", "path": "/users", "records_path": "data"}
+    users["pagination"] = {"type": "page_number", "total_pages_path": "total_pages"}
+    combined = read(source(api, [users], checkpoint_seconds=60), "u")
+    assert [b.num_rows for b in combined.batches] == [25]  # 3 pages, one batch
+    assert combined.states == [{}]  # no mid-stream checkpoint within a minute
+    drift = {"name": "d", "path": "/drift", "records_path": "data"}
+    drift["pagination"] = {"type": "page_number"}
+    result = read(source(api, [drift], checkpoint_seconds=60), "d")
+    # int64 and string pages cannot be one batch: each goes to the engine's schema policy
+    assert [b.schema.field("v").type for b in result.batches] == [
+        pa.int64(),
+        pa.string(),
+        pa.int64(),
+    ]
+    assert [r["id"] for r in result.rows] == [1, 2, 3]

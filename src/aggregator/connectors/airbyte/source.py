@@ -13,6 +13,7 @@ Connectors published only as Docker images are not supported (the install says s
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 import threading
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from aggregator.connectors.sdk import CheckResult, ConnectorConfig, Source
 from aggregator.connectors.singer.parse import SingerParser
-from aggregator.connectors.singer.schema import arrow_schema
+from aggregator.connectors.singer.schema import arrow_schema, declared_types
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import ConfigError, ConnectorError, TransientError
 from aggregator.core.messages import Checkpoint, Log, Message, Quarantined, Records
@@ -39,11 +40,29 @@ class AirbyteSourceConfig(ConnectorConfig):
     connector: str = Field(
         ..., description="Plugin name (aggregator plugins add) or executable path."
     )
+
+    @field_validator("connector")
+    @classmethod
+    def _not_a_docker_image(cls, value: str) -> str:
+        if _DOCKER_IMAGE.match(value):
+            name = value.split("/")[-1].split(":")[0]
+            raise ValueError(
+                f"{value!r} is a Docker image: Docker-only Airbyte connectors are not "
+                f"supported; install a Python release from PyPI instead "
+                f"(aggregator plugins add {name} --pip-url airbyte-{name}) and name the plugin"
+            )
+        return value
+
     connector_config: dict[str, Any] = Field(
         {}, alias="config", description="The connector's config (written to a private file)."
     )
     timeout_seconds: float = Field(300, gt=0, description="Timeout of spec, check, discover.")
 
+
+#: ``airbyte/source-postgres``, ``airbyte/source-x:1.2.3``, ``docker.io/airbyte/...``
+_DOCKER_IMAGE = re.compile(
+    r"^(?:[\w.-]+(?::\d+)?/)?airbyte/[\w.-]+(?::[\w.-]+)?$|^[\w.-]+/[\w.-]+:[\w.-]+$"
+)
 
 _ERRORS: dict[str, type[ConnectorError] | type[ConfigError]] = {
     "config_error": ConfigError,
@@ -165,6 +184,10 @@ class AirbyteSource(Source[AirbyteSourceConfig]):
                     metadata={
                         "connector": self.config.connector,
                         "json_schema": entry.get("json_schema"),
+                        "declared_types": declared_types(entry.get("json_schema") or {}),
+                        "source_defined_cursor": bool(entry.get("source_defined_cursor")),
+                        # Airbyte reports sizes only while reading (TRACE estimates, logged)
+                        "estimated_rows": None,
                     },
                 )
             )

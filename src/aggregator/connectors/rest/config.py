@@ -179,6 +179,9 @@ class RestConfig(ConnectorConfig):
     timeout_seconds: float = Field(30, gt=0, description="Timeout of one request.")
     retry: Retry = Field(default_factory=Retry, description="Retry policy.")
     sample_pages: int = Field(1, ge=1, description="Pages read per stream by discover.")
+    checkpoint_seconds: float = Field(
+        1.0, ge=0, description="Least time between two mid-stream checkpoints (0: every page)."
+    )
     streams: list[RestStreamConfig] = Field(..., min_length=1, description="The streams.")
 
     @field_validator("base_url")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin
+from urllib.parse import urlencode, urljoin
 
 import httpx
 from tenacity import (
@@ -35,6 +34,8 @@ from aggregator.connectors.rest.config import (
     RestConfig,
 )
 from aggregator.core.errors import ConnectorError, TransientError
+from aggregator.observability.redaction import HTTP_REDACTOR
+from aggregator.security.outbound import guarded_client, guarded_transport
 
 MASK = "***"
 
@@ -82,21 +83,41 @@ class Request:
         return cls(str(data["url"]), params, like.method, data.get("body", like.json_body))
 
 
+class Where:
+    """``METHOD url?params`` of a request for messages, secrets masked; built only when a
+    message needs it (the URL handling costs more than the rest of a request's overhead)."""
+
+    def __init__(self, client: HttpClient, request: Request) -> None:
+        self._client, self._request = client, request
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            r = self._request
+            self._text = f"{r.method} {self._client.show(r.url, r.params)}"
+        return self._text
+
+
 @dataclass
 class Response:
     """What the source needs of a response."""
 
-    url: str
+    where: Where | str
     status: int
     body: bytes
     headers: httpx.Headers
     next_link: str | None = None
 
+    @property
+    def url(self) -> str:
+        """The request, for messages (``METHOD url?params``, secrets masked)."""
+        return str(self.where)
+
 
 class RetryableStatus(Exception):
     """A response worth retrying (5xx, 429)."""
 
-    def __init__(self, status: int, retry_after: float | None, where: str) -> None:
+    def __init__(self, status: int, retry_after: float | None, where: Where | str) -> None:
         super().__init__(f"HTTP {status} from {where}")
         self.status = status
         self.retry_after = retry_after
@@ -143,9 +164,8 @@ class OAuth2(httpx.Auth):
             data["refresh_token"] = c.refresh_token.get_secret_value()
         secret = c.client_secret.get_secret_value()
         try:
-            response = httpx.post(
-                self.token_url, data=data, auth=(c.client_id, secret), timeout=self.timeout
-            )
+            with guarded_client(timeout=self.timeout) as client:  # outbound (SSRF) guard
+                response = client.post(self.token_url, data=data, auth=(c.client_id, secret))
         except httpx.HTTPError as exc:
             raise TransientError(f"token request to {self.token_url} failed: {exc!r}") from None
         if response.status_code != 200:
@@ -185,34 +205,6 @@ def _secret(value: str) -> Any:
     return SecretStr(value)
 
 
-class _Redact(logging.Filter):
-    """Masks registered secrets in records of the HTTP libraries' loggers (httpx logs URLs)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        if secret:
-            self.secrets.add(secret)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        masked = message
-        for secret in self.secrets:
-            masked = masked.replace(secret, MASK).replace(quote(secret, safe=""), MASK)
-        if masked != message:
-            record.msg, record.args = masked, ()
-        return True
-
-
-REDACT = _Redact()
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).addFilter(REDACT)
-
-
 class HttpClient:
     """The source's pooled client; thread-safe, shared by every stream and worker."""
 
@@ -228,7 +220,7 @@ class HttpClient:
             if a.location == "query":
                 params[a.name] = a.value.get_secret_value()
                 self.secret_params.add(a.name)
-                REDACT.add(a.value.get_secret_value())
+                HTTP_REDACTOR.add(a.value.get_secret_value())
             else:
                 headers[a.name] = a.value.get_secret_value()
         elif isinstance(a, BearerAuth):
@@ -243,11 +235,14 @@ class HttpClient:
             params=params,
             auth=auth,
             timeout=config.timeout_seconds,
-            limits=httpx.Limits(
-                max_connections=config.concurrency * 2,
-                max_keepalive_connections=config.concurrency * 2,
-            ),
             follow_redirects=True,
+            # outbound (SSRF) guard: every connection, redirects included, is checked
+            transport=guarded_transport(
+                limits=httpx.Limits(
+                    max_connections=config.concurrency * 2,
+                    max_keepalive_connections=config.concurrency * 2,
+                )
+            ),
         )
         self.requests = 0
 
@@ -275,7 +270,7 @@ class HttpClient:
 
     def send(self, request: Request, headers: dict[str, str] | None = None) -> Response:
         """Send with the budget and retries; raise a classified error on failure."""
-        where = f"{request.method} {self.show(request.url, request.params)}"
+        where = Where(self, request)
         retrying = Retrying(
             stop=stop_after_attempt(self.config.retry.attempts),
             wait=self._wait,
@@ -297,7 +292,7 @@ class HttpClient:
         except httpx.TransportError as exc:
             raise TransientError(f"{where} failed: {type(exc).__name__}") from None
 
-    def _send_once(self, request: Request, headers: dict[str, str], where: str) -> Response:
+    def _send_once(self, request: Request, headers: dict[str, str], where: Where) -> Response:
         self.limiter.acquire()
         self.requests += 1
         response = self.client.request(

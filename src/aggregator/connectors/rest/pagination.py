@@ -102,6 +102,10 @@ class Paginator:
             return Request(urljoin(request.url, str(url)), (), base.method, base.json_body)
         return None
 
+    def total(self, data: Any) -> int | None:
+        """The record count a page announces (``total_path``), when configured and given."""
+        return _int(_search(self.config.total_path, data))
+
     def _next_page(self, base: Request, k: int, data: Any, count: int) -> Request | None:
         c = self.config
         if count == 0 or (c.page_size is not None and count < c.page_size):

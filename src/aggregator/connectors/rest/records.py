@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from aggregator.connectors.files.common import QuarantineBuilder, drop_rows
-from aggregator.connectors.files.json_reader import JsonTyping, dump
+from aggregator.connectors.files.json_reader import JsonTyping, dump, has_long_number
 from aggregator.core.messages import Quarantined
 
 # a number token long enough that a float64 may not hold it exactly
@@ -48,8 +49,14 @@ def dumps(value: Any) -> bytes:
 class PageTyper:
     """Types the pages of one stream read (sticky exact-number and timestamp members)."""
 
-    def __init__(self, stream: str, hints: dict[str, pa.DataType]) -> None:
+    def __init__(
+        self,
+        stream: str,
+        hints: dict[str, pa.DataType],
+        positions: Callable[[int, int], str] | None = None,
+    ) -> None:
         self.stream = stream
+        self.positions = positions
         self.typing = JsonTyping(hints)
         # members read as text (timestamps, exact numbers): later pages are parsed once with
         # them declared, instead of twice (infer, then re-read) as the files typing does
@@ -84,7 +91,9 @@ class PageTyper:
         return table
 
     def _parse(self, records: list[Any], exact: bool = True) -> pa.Table | None:
-        text = b'{"rows":' + dumps(records) + b"}"
+        return self._parse_text(b'{"rows":' + dumps(records) + b"}", len(records), exact)
+
+    def _parse_text(self, text: bytes, count: int, exact: bool) -> pa.Table | None:
         # the files module's member regex is slow (every string literal is a candidate): only
         # run it when the body held long numbers or a member is already known to need it
         # (without long numbers, floats re-serialize to the same doubles, ints exactly)
@@ -95,7 +104,7 @@ class PageTyper:
             return None
         rows = table.column("rows").combine_chunks()
         flat = pc.list_flatten(rows)
-        if not pa.types.is_struct(flat.type) or flat.null_count or len(flat) != len(records):
+        if not pa.types.is_struct(flat.type) or flat.null_count or len(flat) != count:
             return None
         batch = pa.RecordBatch.from_struct_array(flat)
         # keep the column order of the first page (declared members come first otherwise)
@@ -112,24 +121,64 @@ class PageTyper:
         body held long numbers, see :func:`loads`)."""
         if not records:
             return None, None
-        table = self._parse(records, exact)
+        text = b'{"rows":' + dumps(records) + b"}"
+        return self._typed(text, len(records), page, exact, lambda: records)
+
+    def page_texts(
+        self, items: list[str], page: int
+    ) -> tuple[pa.RecordBatch | None, Quarantined | None, list[int]]:
+        """Like :meth:`page` for records given as JSON texts (one join, no Python parse on
+        the happy path); also returns the indices of ``items`` in the batch, in order."""
+        if not items:
+            return None, None, []
+        text = ('{"rows":[' + ",".join(items) + "]}").encode()
+        kept: list[int] = []
+
+        def parsed() -> list[Any]:
+            return [_loads_or_text(t) for t in items]
+
+        batch, quarantined = self._typed(
+            text, len(items), page, has_long_number(text), parsed, kept
+        )
+        return batch, quarantined, kept
+
+    def _typed(
+        self,
+        text: bytes,
+        count: int,
+        page: int,
+        exact: bool,
+        records_of: Callable[[], list[Any]],
+        kept_out: list[int] | None = None,
+    ) -> tuple[pa.RecordBatch | None, Quarantined | None]:
+        table = self._parse_text(text, count, exact)
         quarantine = QuarantineBuilder()
-        kept = list(range(len(records)))
+        kept = list(range(count))
+        records: list[Any] | None = None
         if table is None:
+            records = records_of()
             table, kept = self._one_by_one(records, page, quarantine)
         if table is None or table.num_rows == 0:
             return None, quarantine.build()
         batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
         assert batch is not None
         typed, rejected = self.typing.apply(batch)
+        if rejected:
+            records = records if records is not None else records_of()
         for row, reason in sorted(rejected.items()):
             item = kept[row]
+            assert records is not None
             quarantine.add(reason, self.position(page, item), dumps(records[item]))
         typed = drop_rows(typed, rejected)
+        if kept_out is not None:
+            kept_out.extend(k for i, k in enumerate(kept) if i not in rejected)
         return (typed if typed.num_rows else None), quarantine.build()
 
     def position(self, page: int, item: int) -> str:
-        """Where a record came from: ``stream:page N item M`` (1-based)."""
+        """Where a record came from: ``stream:page N item M`` (1-based), or what the
+        ``positions`` callback given to the constructor says."""
+        if self.positions is not None:
+            return self.positions(page, item)
         return f"{self.stream}:page {page} item {item + 1}"
 
     def _one_by_one(
@@ -140,6 +189,9 @@ class PageTyper:
         kept: list[int] = []
         schema: pa.Schema | None = None
         for i, record in enumerate(records):
+            if isinstance(record, _Unparsable):
+                quarantine.add(f"invalid JSON: {record.error}", self.position(page, i), record.text)
+                continue
             if not isinstance(record, dict):
                 reason = f"not a JSON object: {type(record).__name__}"
                 quarantine.add(reason, self.position(page, i), dumps(record))
@@ -165,3 +217,43 @@ class PageTyper:
         if not tables:
             return None, kept
         return pa.concat_tables(tables, promote_options="permissive"), kept
+
+
+class _Unparsable:
+    """A stored text that is not JSON (error path of :meth:`PageTyper.page_texts`)."""
+
+    def __init__(self, text: str, error: str) -> None:
+        self.text, self.error = text, error
+
+
+def _loads_or_text(text: str) -> Any:
+    try:
+        return loads(text.encode())[0]
+    except ValueError as exc:
+        return _Unparsable(text, str(exc))
+
+
+def json_type(dtype: pa.DataType) -> str:
+    """The JSON type a column was inferred from (the source-native type of JSON APIs)."""
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_integer(dtype):
+        return "integer"
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "number"
+    if pa.types.is_timestamp(dtype):
+        return "string (date-time)"
+    if pa.types.is_date(dtype):
+        return "string (date)"
+    if pa.types.is_struct(dtype):
+        return "object"
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return "array"
+    if pa.types.is_null(dtype):
+        return "null"
+    return "string"
+
+
+def json_types(schema: pa.Schema) -> dict[str, str]:
+    """:func:`json_type` of every column."""
+    return {f.name: json_type(f.type) for f in schema}

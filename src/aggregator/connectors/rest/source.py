@@ -14,6 +14,7 @@ checkpoint was taken. Child streams (``parent``) checkpoint at the end only.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 from aggregator.connectors.rest.config import RestConfig, RestStreamConfig
 from aggregator.connectors.rest.http import HttpClient, Request, Response
 from aggregator.connectors.rest.pagination import Paginator
-from aggregator.connectors.rest.records import PageTyper, loads
+from aggregator.connectors.rest.records import PageTyper, json_types, loads
 from aggregator.connectors.sdk import CheckResult, Source
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import AggregatorError, ConfigError
@@ -201,7 +202,9 @@ class RestSource(Source[RestConfig]):
             k = start
             try:
                 while True:
-                    while len(ahead) < width:
+                    # twice the pool: `width` requests stay in flight while pages wait to be
+                    # consumed (the pool itself bounds the concurrency)
+                    while len(ahead) < 2 * width:
                         ahead.append(pool.submit(self._fetch, cfg, k, paginator.nth(base, k)))
                         k += 1
                     page = ahead.popleft().result()
@@ -261,9 +264,12 @@ class RestSource(Source[RestConfig]):
         typer = PageTyper(cfg.name, {})
         schemas: list[pa.Schema] = []
         pages = records = size = 0
+        total: int | None = None
         parent = next(iter(self._parents(cfg)), None)
         if cfg.parent is None or parent is not None:
             for page, _ in self._pages(cfg, self._base(cfg, parent)):
+                if total is None and page.index == 0:
+                    total = self._paginator(cfg).total(page.data)
                 batch, _q = typer.page(page.records or [], page.index + 1, page.exact)
                 records += len(page.records or [])
                 size += len(page.response.body)
@@ -291,6 +297,9 @@ class RestSource(Source[RestConfig]):
                 "sampled_pages": pages,
                 "sampled_records": records,
                 "bytes_per_record": round(size / records) if records else None,
+                "estimated_rows": total,
+                "estimated_bytes": round(size / records * total) if records and total else None,
+                "declared_types": json_types(schema),
             },
         )
 
@@ -337,13 +346,17 @@ class RestSource(Source[RestConfig]):
             return base
 
         number = 0
+        buffer = _Buffer(stream.batch_size, self.config.checkpoint_seconds)
         if cfg.parent is not None:
             for parent, pages, loop in self._child_pages(cfg, based):
                 for page in pages:
                     number += 1
-                    yield from self._page_messages(cfg, typer, cursor, page, number, parent)
+                    buffer.add(self._page_messages(cfg, typer, cursor, page, number, parent))
                 if loop is not None:
-                    yield Log("warning", f"stream {cfg.name!r}: {loop}")
+                    buffer.add([Log("warning", f"stream {cfg.name!r}: {loop}")])
+                if buffer.full():
+                    yield from buffer.flush()
+            yield from buffer.flush()
             yield checkpoint()
             return
         base = based(None)
@@ -355,11 +368,13 @@ class RestSource(Source[RestConfig]):
         try:
             for page, nxt in self._pages(cfg, base, start, resume):
                 number += 1
-                yield from self._page_messages(cfg, typer, cursor, page, number, None)
-                if nxt is not None:
+                buffer.add(self._page_messages(cfg, typer, cursor, page, number, None))
+                if nxt is not None and buffer.due():
+                    yield from buffer.flush()
                     yield checkpoint(page.index + 1, nxt)
         except _Loop as loop:
-            yield Log("warning", f"stream {cfg.name!r}: {loop}")
+            buffer.add([Log("warning", f"stream {cfg.name!r}: {loop}")])
+        yield from buffer.flush()
         yield checkpoint()
 
     def _child_pages(
@@ -398,6 +413,17 @@ class RestSource(Source[RestConfig]):
         page: Page,
         number: int,
         parent: dict[str, Any] | None,
+    ) -> list[Message]:
+        return list(self._page_messages_of(cfg, typer, cursor, page, number, parent))
+
+    def _page_messages_of(
+        self,
+        cfg: RestStreamConfig,
+        typer: PageTyper,
+        cursor: _Cursor | None,
+        page: Page,
+        number: int,
+        parent: dict[str, Any] | None,
     ) -> Iterator[Message]:
         if page.error is not None:
             yield Quarantined.of(
@@ -416,6 +442,54 @@ class RestSource(Source[RestConfig]):
                 batch = cursor.apply(batch)
             if batch.num_rows:
                 yield Records(batch)
+
+
+class _Buffer:
+    """Pages' messages held back so that the engine gets fewer, larger batches and commits
+    at most every ``seconds`` (each commit is a destination transaction): one ``Records``
+    of the pages' rows, then their quarantined rows and logs."""
+
+    def __init__(self, rows: int, seconds: float) -> None:
+        self.rows = rows
+        self.seconds = seconds
+        self.batches: list[pa.RecordBatch] = []
+        self.others: list[Message] = []
+        self.count = 0
+        self.flushed = time.monotonic()
+
+    def add(self, messages: list[Message]) -> None:
+        """Hold ``messages`` until the next flush."""
+        for message in messages:
+            if isinstance(message, Records):
+                self.batches.append(message.batch)
+                self.count += message.batch.num_rows
+            else:
+                self.others.append(message)
+
+    def full(self) -> bool:
+        """Enough rows held for one batch."""
+        return self.count >= self.rows
+
+    def due(self) -> bool:
+        """Time for a checkpoint (or enough rows held)."""
+        return self.full() or time.monotonic() - self.flushed >= self.seconds
+
+    def flush(self) -> Iterator[Message]:
+        """The held messages, rows combined into as few batches as their schemas allow."""
+        if len(self.batches) == 1:
+            yield Records(self.batches[0])
+        elif self.batches:
+            tables = [pa.Table.from_batches([b]) for b in self.batches]
+            try:
+                combined = pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # pages typed differently: the engine's schema policy decides, page by page
+                combined = None
+            for batch in combined.to_batches() if combined is not None else self.batches:
+                yield Records(batch)
+        yield from self.others
+        self.batches, self.others, self.count = [], [], 0
+        self.flushed = time.monotonic()
 
 
 class _Loop(Exception):

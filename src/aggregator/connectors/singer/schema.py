@@ -104,3 +104,24 @@ def arrow_schema(schema: dict[str, Any]) -> pa.Schema:
         dtype = arrow_type(prop) if isinstance(prop, dict) else None
         fields.append(pa.field(name, dtype if dtype is not None else JSON))
     return pa.schema(fields)
+
+
+def declared_types(schema: dict[str, Any]) -> dict[str, str]:
+    """The source-native type of each top-level property, as its JSON Schema says it:
+    ``integer``, ``string (date-time)``, ``number (multipleOf 0.01)``, ``integer|string``..."""
+    found: dict[str, str] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict):
+            continue
+        names = _types(prop) or [
+            str(t)
+            for t in (s.get("type") for s in prop.get("anyOf", []) if isinstance(s, dict))
+            if t and t != "null"
+        ]
+        text = "|".join(names) or "any"
+        if prop.get("format"):
+            text += f" ({prop['format']})"
+        elif prop.get("multipleOf") is not None:
+            text += f" (multipleOf {prop['multipleOf']})"
+        found[str(name)] = text
+    return found

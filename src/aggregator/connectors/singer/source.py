@@ -23,7 +23,7 @@ from pydantic import Field
 
 from aggregator.connectors.sdk import CheckResult, ConnectorConfig, Source
 from aggregator.connectors.singer.parse import SingerParser
-from aggregator.connectors.singer.schema import arrow_schema
+from aggregator.connectors.singer.schema import arrow_schema, declared_types
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import ConfigError, ConnectorError
 from aggregator.core.inference import cast_text
@@ -147,7 +147,14 @@ class SingerSource(Source[SingerSourceConfig]):
                     primary_key=tuple(keys),
                     cursor_candidates=(replication,) if replication else (),
                     sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
-                    metadata={"tap": self.config.tap, "json_schema": entry.get("schema")},
+                    metadata={
+                        "tap": self.config.tap,
+                        "json_schema": entry.get("schema"),
+                        "declared_types": declared_types(entry.get("schema") or {}),
+                        "estimated_rows": top.get("row-count"),
+                        "replication_method": top.get("forced-replication-method")
+                        or entry.get("replication_method"),
+                    },
                 )
             )
         return Catalog(tuple(streams))

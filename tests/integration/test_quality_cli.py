@@ -1,4 +1,5 @@
-"""`transform preview`, `profile`, `check-data` and `runs quality` through the real CLI."""
+"""`transform preview`, `profile`, `check-data`, `runs quality` and `runs show` through the
+real CLI."""
 
 from __future__ import annotations
 
@@ -70,6 +71,15 @@ def test_run_then_profile_runs_quality_and_check_data(tmp_path: Path) -> None:
     [result] = json.loads(quality.stdout)
     assert (result["status"], result["failed"], result["samples"]) == ("warned", 2, [30, 30])
     assert result["detail"] == "score outside [None, 20]"
+    shown = runner.invoke(app, ["runs", "show", run_id[:8]], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "data quality" in shown.stdout and "people: profile" in shown.stdout
+    assert "warned" in shown.stdout and "30 (2), 10 (1)" in shown.stdout
+    shown_json = json.loads(runner.invoke(app, ["runs", "show", run_id[:8], "--json"]).stdout)
+    assert [r["status"] for r in shown_json["quality"]] == ["warned"]
+    people = shown_json["profiles"]["people"]
+    assert (people["rows_in"], people["rows_out"], people["rows_rejected"]) == (4, 3, 1)
+    assert people["columns"]["score"]["max"] == 30
     checked = runner.invoke(app, ["check-data", str(path), "-s", "people"])
     assert checked.exit_code == 1, checked.output
     assert "checks[0] (range)" in checked.output

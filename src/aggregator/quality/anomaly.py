@@ -7,7 +7,7 @@ import statistics
 from aggregator.metadata.quality_models import StreamProfile
 from aggregator.quality.checks import CheckResult
 from aggregator.quality.config import AnomalySpec
-from aggregator.quality.store import StreamMetrics
+from aggregator.quality.metrics import StreamMetrics
 
 
 def robust_z(value: float, past: list[float]) -> float:

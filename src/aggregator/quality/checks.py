@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,6 +25,7 @@ from aggregator.transform.base import (
     sql_table,
 )
 from aggregator.transform.expr import check_columns, parse_expression, quote
+from aggregator.transform.seen import SortedRuns, as_int64, first_mask, integer_like
 
 
 @dataclass
@@ -57,6 +59,7 @@ class RowCheck:
         self.result = CheckResult(self.label, cfg.check, column or None, cfg.severity)
         self.expr = parse_expression(cfg.expr, self.label) if cfg.check == "sql" else None
         self.seen = f"__agg_unique_{index}"
+        self.runs = SortedRuns()  # one integer-like column: values kept so far
         self.started = False
         self.reference: pa.Array | None = None
 
@@ -138,6 +141,10 @@ class RowCheck:
         return self._duplicates(table, ctx), f"duplicate of ({', '.join(cfg.columns)})"
 
     def _duplicates(self, table: pa.Table, ctx: Context) -> pa.Array:
+        if len(self.cfg.columns) == 1 and integer_like(
+            table.schema.field(self.cfg.columns[0]).type
+        ):
+            return self._integer_duplicates(table)
         keys = ", ".join(quote(k) for k in self.cfg.columns)
         dup = f"row_number() OVER (PARTITION BY {keys} ORDER BY {ROW}) > 1"
         if self.started:
@@ -159,6 +166,17 @@ class RowCheck:
             ctx.con.unregister("__agg_k")
             self.started = True
         return mask
+
+    def _integer_duplicates(self, table: pa.Table) -> pa.Array:
+        """Duplicates of one integer-like column: earlier in the batch (by origin) or run."""
+        numbers, valid = as_int64(table.column(self.cfg.columns[0]))
+        rows = np.argsort(table.column(ROW).to_numpy(), kind="stable")
+        mask = ~first_mask(numbers, valid, rows)
+        if self.started:
+            mask |= self.runs.contains(numbers, valid)
+        self.runs.add(numbers[~mask], valid[~mask])
+        self.started = True
+        return pa.array(mask)
 
     def apply(self, table: pa.Table, ctx: Context) -> Out:
         """Count, quarantine or fail the rows that break the check."""

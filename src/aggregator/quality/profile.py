@@ -2,8 +2,8 @@
 
 Exact: count, nulls, min, max, mean, stddev (merged with Chan's formula). Distinct is exact
 up to ``EXACT_DISTINCT`` values (a set of 64-bit hashes) and a HyperLogLog estimate beyond.
-Top values are merged per batch (heavy hitters among ``TOP_CANDIDATES``); histograms come
-from a bottom-k sample of ``SAMPLE`` rows.
+Top values are merged per batch (the ``TOP_CANDIDATES`` most frequent values of each batch
+with the candidates so far); histograms come from a bottom-k sample of ``SAMPLE`` rows.
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ class ColumnProfile:
         if not (pa.types.is_nested(self.dtype) or isinstance(self.dtype, pa.ExtensionType)):
             counts = pc.value_counts(pc.drop_null(values))
             table = pa.table({"v": counts.field("values"), "n": counts.field("counts")})
+            if table.num_rows > TOP_CANDIDATES:  # only the batch's heavy hitters are merged
+                heavy = pc.select_k_unstable(
+                    table.column("n"), k=TOP_CANDIDATES, sort_keys=[("n", "descending")]
+                )
+                table = table.take(heavy)
             if self.top is not None:
                 table = pa.concat_tables([self.top, table]).group_by("v").aggregate([("n", "sum")])
                 table = table.rename_columns(["v", "n"])
@@ -93,6 +98,12 @@ class ColumnProfile:
         self.n = n
 
     def _distinct(self, hashes: np.ndarray) -> None:
+        if self.hashes is not None:  # exact phase: fold in the batch's distinct hashes only
+            hashes = pc.unique(pa.array(hashes)).to_numpy()
+            merged = pa.array(np.concatenate([self.hashes, hashes]))
+            self.hashes = pc.unique(merged).to_numpy()
+            if len(self.hashes) > EXACT_DISTINCT:
+                self.hashes = None
         if len(hashes):
             idx = (hashes >> np.uint64(64 - HLL_P)).astype(np.int64)
             rest = (hashes << np.uint64(HLL_P)) | np.uint64((1 << HLL_P) - 1)
@@ -100,10 +111,6 @@ class ColumnProfile:
                 np.uint8
             )
             np.maximum.at(self.registers, idx, rank)
-        if self.hashes is not None:
-            self.hashes = np.unique(np.concatenate([self.hashes, hashes]))
-            if len(self.hashes) > EXACT_DISTINCT:
-                self.hashes = None
 
     def distinct(self) -> tuple[int, bool]:
         """(distinct values, whether the figure is approximate)."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -13,20 +11,7 @@ from aggregator.metadata.models import Base
 from aggregator.metadata.quality_models import QualityResult, StreamProfile
 from aggregator.metadata.store import MetadataStore
 from aggregator.quality.checks import CheckResult
-
-
-@dataclass
-class StreamMetrics:
-    """What a processor measured for one stream in one run."""
-
-    rows_in: int
-    rows_out: int
-    rows_rejected: int
-    rows_dropped: int
-    seconds: float
-    freshness_seconds: float | None
-    columns: dict[str, Any] | None
-
+from aggregator.quality.metrics import StreamMetrics
 
 _READY: set[int] = set()
 _LOCK = threading.Lock()
@@ -130,5 +115,17 @@ def run_results(store: MetadataStore, run_id: str) -> list[QualityResult]:
             select(QualityResult)
             .where(QualityResult.run_id.startswith(run_id))
             .order_by(QualityResult.stream, QualityResult.id)
+        )
+        return list(s.scalars(query))
+
+
+def run_profiles(store: MetadataStore, run_id: str) -> list[StreamProfile]:
+    """Every stream's metrics (and profile, when one was taken) stored with a run."""
+    ensure_tables(store)
+    with store.session() as s:
+        query = (
+            select(StreamProfile)
+            .where(StreamProfile.run_id.startswith(run_id))
+            .order_by(StreamProfile.stream, StreamProfile.id)
         )
         return list(s.scalars(query))

@@ -125,6 +125,8 @@ def cast_values(values: pa.Array | pa.ChunkedArray, dtype: pa.DataType) -> pa.Ar
     from aggregator.core.schema import cast_array
 
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if array.null_count == len(array) and not pa.types.is_null(dtype):
+        return pa.nulls(len(array), dtype)  # nothing to convert (also: an empty batch)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return cast_text(array.cast(pa.string()), dtype)
     return cast_array(array, dtype)

@@ -247,10 +247,12 @@ class SqlStep(_Step):
 
 
 class PythonStep(_Step):
-    """``module:function`` taking and returning a ``pyarrow.RecordBatch``."""
+    """``module:function`` taking and returning a ``pyarrow.RecordBatch`` (``frame: arrow``)
+    or a Polars ``DataFrame`` (``frame: polars``, needs the ``polars`` extra)."""
 
     step: Literal["python"]
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$")
+    frame: Literal["arrow", "polars"] = "arrow"
     on_drop: OnDrop = "quarantine"
 
 

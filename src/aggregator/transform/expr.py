@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ def parse_expression(text: str, what: str, *, statement: bool = False) -> Expres
         first = exc.errors[0] if exc.errors else {}
         where = f"line {first.get('line', '?')}, column {first.get('col', '?')}"
         detail = str(first.get("description", exc)).split("\n")[0]
+        detail = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", detail)  # sqlglot's class names
         raise ConfigError(f"{what}: syntax error at {where} of {text!r}: {detail}") from exc
     except TokenError as exc:
         raise ConfigError(f"{what}: syntax error in {text!r}: {exc}") from exc

@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 
 from aggregator.core.errors import RunError
 from aggregator.transform import cleanse, steps
-from aggregator.transform.base import ROW, Context
+from aggregator.transform.base import ROW, Context, Out
+from aggregator.transform.fuse import fuse
 
 if TYPE_CHECKING:
     from aggregator.pipeline.spec import StreamSpec
@@ -43,7 +44,13 @@ def compile_steps(stream: StreamSpec) -> list[steps.Step]:
         prefixed = f"stream {stream.name!r}: {step.label}"
         step.drop_reason = step.drop_reason.replace(step.label, prefixed)
         step.label = prefixed
-    return built
+    return fuse(built, _step_by_step)
+
+
+def _step_by_step(table: pa.Table, members: list[steps.Step], ctx: Context) -> Out:
+    """A fused group's batch run one step at a time (exact errors per step)."""
+    result = run_steps(table, members, ctx)
+    return Out(result.table, result.rejected)
 
 
 @dataclass
@@ -64,6 +71,7 @@ def with_origin(batch: pa.RecordBatch | pa.Table) -> pa.Table:
 def run_steps(table: pa.Table, plan: list[steps.Step], ctx: Context) -> StepsResult:
     """Apply ``plan`` in order; every input origin ends kept, rejected or dropped."""
     result = StepsResult(table)
+    unique = True  # every origin appears once in the table
     for step in plan:
         before = result.table.column(ROW) if step.can_drop else None
         out = step.apply(result.table, ctx)
@@ -72,15 +80,22 @@ def run_steps(table: pa.Table, plan: list[steps.Step], ctx: Context) -> StepsRes
         for origin, why in out.rejected.items():
             result.rejected.setdefault(origin, why)
         if before is not None and ROW in out.table.column_names:
-            kept = pc.is_in(before, value_set=pc.drop_null(out.table.column(ROW)))
-            missing = len(before) - (pc.sum(kept).as_py() or 0)
+            kept: pa.Array | None = None
+            if unique and step.keeps_origins:  # a subset of distinct origins: just count
+                missing = len(before) - out.table.num_rows
+            else:
+                kept = pc.is_in(before, value_set=pc.drop_null(out.table.column(ROW)))
+                missing = len(before) - (pc.sum(kept).as_py() or 0)
             if missing > len(out.rejected):
-                gone = pc.filter(before, pc.invert(kept))
                 if step.on_drop == "quarantine":  # error path: one reason per row
+                    if kept is None:
+                        kept = pc.is_in(before, value_set=out.table.column(ROW))
+                    gone = pc.filter(before, pc.invert(kept))
                     for origin in gone.to_pylist():
                         if origin not in out.rejected:
                             result.rejected.setdefault(origin, step.drop_reason)
                 else:
                     result.dropped += missing - len(out.rejected)
         result.table = out.table
+        unique = unique and step.keeps_origins
     return result

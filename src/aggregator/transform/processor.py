@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -15,10 +16,7 @@ import structlog
 from aggregator.core.catalog import ConfiguredStream
 from aggregator.core.errors import ConfigError, RunError
 from aggregator.engines.processing import Processed, StreamProcessor
-from aggregator.metadata.store import MetadataStore
 from aggregator.pipeline.spec import PipelineSpec, StreamSpec
-from aggregator.quality import anomaly
-from aggregator.quality import store as quality_store
 from aggregator.quality.checks import (
     CheckResult,
     RowCheck,
@@ -27,13 +25,32 @@ from aggregator.quality.checks import (
     evaluate_stream_check,
 )
 from aggregator.quality.config import STREAM_CHECKS
+from aggregator.quality.metrics import StreamMetrics
 from aggregator.quality.profile import Profiler
 from aggregator.transform.base import ROW, Context
 from aggregator.transform.expr import quote
 from aggregator.transform.plan import compile_steps, run_steps, with_origin
 from aggregator.transform.steps import Unvalidated
 
+if TYPE_CHECKING:  # the metadata store (SQLAlchemy) loads only when results are stored
+    from aggregator.metadata.store import MetadataStore
+
 log = structlog.get_logger(__name__)
+
+
+DuckDBOptions = dict[str, str | bool | int | float | list[str]]
+
+
+def duckdb_destination(spec: PipelineSpec) -> tuple[str, str, DuckDBOptions]:
+    """(path, schema, connection options) of a DuckDB destination, with the connector's
+    defaults, so that a second connection opens the file with the same configuration."""
+    from aggregator.connectors.duckdb.destination import DuckDBConfig
+
+    config = DuckDBConfig.model_validate(spec.destination.config)
+    options: DuckDBOptions = {}
+    if config.memory_limit:
+        options["memory_limit"] = config.memory_limit
+    return config.path, config.schema_name, options
 
 
 def reference_loader(spec: PipelineSpec) -> Callable[[str | None, str | None], pa.Table]:
@@ -49,11 +66,9 @@ def reference_loader(spec: PipelineSpec) -> Callable[[str | None, str | None], p
                 return con.sql(f"SELECT * FROM {fn}(?)", params=[file]).to_arrow_table()
         if spec.destination.type != "duckdb":
             raise ConfigError(f"reference table {table!r} needs a duckdb destination (or use file)")
-        config = spec.destination.config
-        options = {"memory_limit": config["memory_limit"]} if config.get("memory_limit") else {}
-        schema = config.get("schema", "main")
+        path, schema, options = duckdb_destination(spec)
         try:
-            with duckdb.connect(config.get("path", "warehouse.duckdb"), config=options) as con:
+            with duckdb.connect(path, config=options) as con:
                 query = f"SELECT * FROM {quote(schema)}.{quote(str(table))}"
                 return con.sql(query).to_arrow_table()
         except duckdb.Error as exc:
@@ -72,7 +87,8 @@ class QualityProcessor(StreamProcessor):
         self.stream = stream
         self.store = store
         self.run_id: str | None = None
-        self.con = duckdb.connect()
+        # one thread: batches are small and the pipeline already runs its stages in parallel
+        self.con = duckdb.connect(config={"threads": 1})
         self.ctx = Context(stream.name, self.con, reference_loader(spec))
         self.steps = compile_steps(stream)
         indexed = list(enumerate(stream.checks))
@@ -166,7 +182,7 @@ class QualityProcessor(StreamProcessor):
             for i, c in self.stream_checks
         ]
         fresh = self.stats.latest.get(self.fresh_columns[-1]) if self.fresh_columns else None
-        metrics = quality_store.StreamMetrics(
+        metrics = StreamMetrics(
             rows_in=self.rows_in,
             rows_out=self.stats.rows,
             rows_rejected=self.rejected,
@@ -175,6 +191,9 @@ class QualityProcessor(StreamProcessor):
             freshness_seconds=age_seconds(fresh, datetime.now(UTC)),
             columns=profile or None,
         )
+        if self.store is not None:
+            from aggregator.quality import anomaly
+            from aggregator.quality import store as quality_store
         if self.stream.anomalies and self.store is not None:
             past = quality_store.history(self.store, self.spec.name, self.stream.name)
             results += anomaly.detect(self.stream.anomalies, self.stream.name, metrics, past)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
@@ -35,6 +36,7 @@ from aggregator.transform.base import (
     sql_table,
 )
 from aggregator.transform.expr import check_columns, parse_expression, quote
+from aggregator.transform.seen import SortedRuns, as_int64, first_mask, integer_like
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,8 @@ class Step:
     """A compiled step; ``apply`` returns kept rows and rejected origins."""
 
     can_drop = False
+    #: the output rows are a subset of the input rows, each once (no new or repeated origins)
+    keeps_origins = True
     drop_reason = "dropped"
 
     def __init__(self, cfg: Any, index: int) -> None:
@@ -178,7 +182,8 @@ class Deduplicate(Step):
         super().__init__(cfg, index)
         self.drop_reason = f"{self.label}: duplicate of key ({', '.join(cfg.key)})"
         self.seen_table = f"__agg_seen_{index}"
-        self.seen: list[pa.Array] = []  # single key: seen values
+        self.seen: list[pa.Array] = []  # single non-integer key: seen values
+        self.runs = SortedRuns()  # single integer-like key: seen values
         self.started = False
 
     def apply(self, table: pa.Table, ctx: Context) -> Out:
@@ -187,18 +192,22 @@ class Deduplicate(Step):
         if table.num_rows == 0:
             return Out(table)
         table = self._drop_seen(table, ctx)
-        keys = table.select([*cfg.key, ROW])
-        pick = "first"
+        order: pa.Array | None = None
         if cfg.order_by:
             direction = "ascending" if cfg.keep == "first" else "descending"
             sort = [(cfg.order_by, direction), (ROW, direction)]
             order = pc.sort_indices(table.select([cfg.order_by, ROW]), sort_keys=sort)
-            keys = keys.take(order)
-        elif cfg.keep == "last":
-            pick = "last"
-        firsts = keys.group_by(cfg.key, use_threads=False).aggregate([(ROW, pick)])
-        chosen = firsts.column(f"{ROW}_{pick}")
-        kept = table.filter(pc.is_in(table.column(ROW), value_set=chosen))
+        if self._integer_key(table):
+            first = self._first_per_integer_key(table, order)
+            kept = table if first.all() else table.filter(first)
+        else:
+            keys = table.select([*cfg.key, ROW])
+            pick = "first" if cfg.order_by or cfg.keep == "first" else "last"
+            if order is not None:
+                keys = keys.take(order)
+            firsts = keys.group_by(cfg.key, use_threads=False).aggregate([(ROW, pick)])
+            chosen = firsts.column(f"{ROW}_{pick}")
+            kept = table.filter(pc.is_in(table.column(ROW), value_set=chosen))
         if cfg.keep == "first":
             self._remember(kept, ctx)
         return Out(kept)
@@ -206,6 +215,10 @@ class Deduplicate(Step):
     def _drop_seen(self, table: pa.Table, ctx: Context) -> pa.Table:
         if not self.started:
             return table
+        if self._integer_key(table):
+            numbers, valid = as_int64(table.column(self.cfg.key[0]))
+            again = self.runs.contains(numbers, valid)
+            return table.filter(pa.array(~again)) if again.any() else table
         if len(self.cfg.key) == 1:
             keys = table.column(self.cfg.key[0]).combine_chunks()
             # hash the (small) batch, probe the (large) history, then the few matches
@@ -220,8 +233,23 @@ class Deduplicate(Step):
         rows = sql_table(ctx, table, sql, columns=list(self.cfg.key)).column(ROW)
         return table.filter(pc.is_in(table.column(ROW), value_set=rows.combine_chunks()))
 
+    def _first_per_integer_key(self, table: pa.Table, order: pa.Array | None) -> np.ndarray:
+        """Mask of the row kept per key: first in ``order`` (else arrival, or last arrival)."""
+        numbers, valid = as_int64(table.column(self.cfg.key[0]))
+        rows = np.arange(table.num_rows)
+        if order is not None:
+            rows = order.to_numpy()
+        elif self.cfg.keep == "last":
+            rows = rows[::-1]
+        return first_mask(numbers, valid, rows)
+
+    def _integer_key(self, table: pa.Table) -> bool:
+        return len(self.cfg.key) == 1 and integer_like(table.schema.field(self.cfg.key[0]).type)
+
     def _remember(self, kept: pa.Table, ctx: Context) -> None:
-        if len(self.cfg.key) == 1:
+        if self._integer_key(kept):
+            self.runs.add(*as_int64(kept.column(self.cfg.key[0])))
+        elif len(self.cfg.key) == 1:
             self.seen.append(kept.column(self.cfg.key[0]).combine_chunks())
         else:
             ctx.con.register("__agg_k", kept.select(self.cfg.key))
@@ -279,6 +307,8 @@ class Flatten(Step):
 
 
 class Unnest(Step):
+    keeps_origins = False
+
     def apply(self, table: pa.Table, ctx: Context) -> Out:
         require(table, [self.cfg.column], self.label)
         lists = table.column(self.cfg.column).combine_chunks()
@@ -340,6 +370,7 @@ class Lookup(Step):
         super().__init__(cfg, index)
         self.ref = f"__agg_ref_{index}"
         self.loaded = False
+        self.arrow_ref: pa.Table | None = None
 
     def _load(self, ctx: Context) -> None:
         ref = ctx.load_reference(self.cfg.table, self.cfg.file)
@@ -354,17 +385,57 @@ class Lookup(Step):
         ctx.con.unregister("__agg_r")
         self.loaded = True
 
-    def apply(self, table: pa.Table, ctx: Context) -> Out:
-        require(table, list(self.cfg.on), self.label)
-        if not self.loaded:
-            self._load(ctx)
+    def _arrow_rows(self, table: pa.Table, ctx: Context) -> tuple[pa.Array, pa.Table] | None:
+        """(reference row per row, null: no match; the reference) by an Arrow hash lookup, for
+        one key column of the same kind (integers, text, or one type) on both sides."""
+        if len(self.cfg.on) != 1:
+            return None
+        ((column, ref_column),) = self.cfg.on.items()
+        if self.arrow_ref is None:
+            self.arrow_ref = ctx.con.sql(f"SELECT * FROM {self.ref}").to_arrow_table()
+        ref = self.arrow_ref
+        keys, ref_keys = table.column(column), ref.column(ref_column)
+        text = (pa.types.is_string, pa.types.is_large_string)
+        same_kind = (
+            keys.type == ref_keys.type
+            or (pa.types.is_integer(keys.type) and pa.types.is_integer(ref_keys.type))
+            or (any(f(keys.type) for f in text) and any(f(ref_keys.type) for f in text))
+        )
+        if not same_kind:
+            return None
+        try:
+            if ref_keys.type != keys.type and pa.types.is_integer(keys.type):
+                wide = pc.cast(ref_keys, pa.int64())  # keys the stream's type cannot hold
+                info = np.iinfo(keys.type.to_pandas_dtype())  # never match: leave them out
+                fits = pc.and_(pc.greater_equal(wide, info.min), pc.less_equal(wide, info.max))
+                ref = ref.filter(pc.fill_null(fits, True))
+                ref_keys = ref.column(ref_column)
+            rows = pc.index_in(keys, value_set=ref_keys.cast(keys.type), skip_nulls=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        return rows, ref
+
+    def _found(self, table: pa.Table, ctx: Context) -> pa.Table:
+        """The looked-up columns and ``__agg_hit`` (null: no match), row by row."""
+        arrow = self._arrow_rows(table, ctx)
+        if arrow is not None:
+            rows, ref = arrow
+            found = {self.cfg.prefix + x: pc.take(ref.column(x), rows) for x in self.cfg.columns}
+            hit = pc.if_else(pc.is_valid(rows), True, pa.scalar(None, pa.bool_()))
+            return pa.table({**found, "__agg_hit": hit})
         on = " AND ".join(f"t.{quote(a)} = r.{quote(b)}" for a, b in self.cfg.on.items())
         cols = ", ".join(f"r.{quote(x)} AS {quote(self.cfg.prefix + x)}" for x in self.cfg.columns)
         sql = (
             f"SELECT {cols}, r.__agg_hit FROM __agg_t t LEFT JOIN {self.ref} r ON {on} "
             f"ORDER BY t.{ROW}"
         )
-        found = sql_table(ctx, table, sql, columns=list(self.cfg.on))
+        return sql_table(ctx, table, sql, columns=list(self.cfg.on))
+
+    def apply(self, table: pa.Table, ctx: Context) -> Out:
+        require(table, list(self.cfg.on), self.label)
+        if not self.loaded:
+            self._load(ctx)
+        found = self._found(table, ctx)
         hit = found.column("__agg_hit")
         joined = table
         for name in found.column_names[:-1]:
@@ -443,6 +514,7 @@ def _fixed(text: str) -> Callable[[int], str]:
 
 class Sql(Step):
     can_drop = True
+    keeps_origins = False
 
     def __init__(self, cfg: c.SqlStep, index: int) -> None:
         super().__init__(cfg, index)
@@ -478,11 +550,30 @@ def load_function(path: str, label: str) -> Callable[[pa.RecordBatch], Any]:
 
 class Python(Step):
     can_drop = True
+    keeps_origins = False
 
     def __init__(self, cfg: c.PythonStep, index: int) -> None:
         super().__init__(cfg, index)
         self.fn = load_function(cfg.function, self.label)
         self.drop_reason = f"{self.label}: row not returned by {cfg.function}"
+        self.polars: Any = None
+        if cfg.frame == "polars":
+            try:
+                self.polars = importlib.import_module("polars")
+            except ImportError as exc:
+                raise ConfigError(
+                    f"{self.label}: frame: polars needs Polars (pip install 'aggregator[polars]')"
+                ) from exc
+
+    def call(self, batch: pa.RecordBatch) -> pa.Table:
+        """The function over the batch (as a Polars DataFrame with ``frame: polars``)."""
+        if self.polars is None:
+            result = self.fn(batch)
+            return result if isinstance(result, pa.Table) else pa.Table.from_batches([result])
+        frame = self.fn(self.polars.from_arrow(batch))
+        if not isinstance(frame, self.polars.DataFrame):
+            raise TypeError(f"{self.cfg.function} returned {type(frame).__name__}, not a DataFrame")
+        return _plain_strings(frame.to_arrow())
 
     def apply(self, table: pa.Table, ctx: Context) -> Out:
         origins = table.column(ROW)
@@ -490,21 +581,31 @@ class Python(Step):
         batch = data.combine_chunks().to_batches()
         arg = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=data.schema)
         try:
-            result = self.fn(arg)
+            out = self.call(arg)
         except Exception as exc:
-            log.error("transform.python_failed", step=self.label, traceback=traceback.format_exc())
             why = f"{self.label}: {type(exc).__name__}: {exc}"
             if table.num_rows == 0:
                 raise Unvalidated(why) from exc
+            log.error("transform.python_failed", step=self.label, traceback=traceback.format_exc())
             if self.on_error == "fail":
                 raise RunError(why) from exc
             return reject_rows(table, dict.fromkeys(range(table.num_rows), why))
-        out = result if isinstance(result, pa.Table) else pa.Table.from_batches([result])
         if ROW in out.column_names:
             return Out(out)
         if out.num_rows == table.num_rows:
             return Out(out.append_column(ROW, origins))
         return Out(out.append_column(ROW, pa.nulls(out.num_rows, pa.int64())))
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """Polars' large / view strings as the engine's ``string``."""
+    fields = [
+        f.with_type(pa.string())
+        if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 BUILDERS: dict[str, Callable[[Any, int], Step]] = {

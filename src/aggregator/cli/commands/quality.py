@@ -125,19 +125,15 @@ def preview(
         out.print(f"dropped (on_drop: drop): {dropped}")
 
 
-def _destination(spec: PipelineSpec) -> tuple[str, str]:
+def _table_batches(spec: PipelineSpec, table: str) -> Iterator[pa.RecordBatch]:
+    from aggregator.transform.processor import duckdb_destination
+
     if spec.destination.type != "duckdb":
         raise ConfigError("this command needs a duckdb destination")
-    config = spec.destination.config
-    return str(config.get("path", "warehouse.duckdb")), str(config.get("schema", "main"))
-
-
-def _table_batches(spec: PipelineSpec, table: str) -> Iterator[pa.RecordBatch]:
-    path, schema = _destination(spec)
+    path, schema, options = duckdb_destination(spec)
     if not Path(path).exists():
         raise ConfigError(f"no warehouse at {path}; run the pipeline first")
-    limit = spec.destination.config.get("memory_limit")
-    with duckdb.connect(path, config={"memory_limit": limit} if limit else {}) as con:
+    with duckdb.connect(path, config=options) as con:
         try:
             reader = con.sql(f'SELECT * FROM "{schema}"."{table}"').to_arrow_reader(65_536)
         except duckdb.Error as exc:
@@ -251,6 +247,39 @@ def runs_quality(
         out.print(f"no quality results for run {run_id!r}")
         return
     out.print(results_table(results, f"run {run_id[:8]}: data quality"))
+
+
+def run_quality_json(run_id: str) -> dict[str, Any]:
+    """Check results and stream profiles of a run, for ``runs show --json``."""
+    from aggregator.quality import store as qstore
+
+    store = _store()
+    return {
+        "quality": [result_json(r) for r in qstore.run_results(store, run_id)],
+        "profiles": {
+            p.stream: {
+                "rows_in": p.rows_in,
+                "rows_out": p.rows_out,
+                "rows_rejected": p.rows_rejected,
+                "rows_dropped": p.rows_dropped,
+                "columns": p.columns,
+            }
+            for p in qstore.run_profiles(store, run_id)
+        },
+    }
+
+
+def print_run_quality(run_id: str) -> None:
+    """The check results and column profiles stored with a run (for ``runs show``)."""
+    from aggregator.quality import store as qstore
+
+    store = _store()
+    results = qstore.run_results(store, run_id)
+    if results:
+        out.print(results_table(results, "data quality"))
+    for p in qstore.run_profiles(store, run_id):
+        if p.columns:
+            out.print(profile_table(p.columns, f"{p.stream}: profile"))
 
 
 def register(app: typer.Typer) -> None:

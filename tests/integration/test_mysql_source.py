@@ -156,3 +156,30 @@ def test_bad_input(db: MyDB, mysql_url: str) -> None:
     ).check()
     assert not down.ok and "check host and port" in down.message
     assert pymysql is not None
+
+
+def test_full_refresh_in_key_order_resumes_after_key(db: MyDB) -> None:
+    db.execute("CREATE TABLE k (a int, b varchar(5), v int, PRIMARY KEY (a, b))")
+    db.execute("INSERT INTO k SELECT seq % 3, concat('x', seq), seq FROM seq_1_to_10")
+    src = db.source(batch_size=4, checkpoint_rows=3)  # a checkpoint at each batch end
+    msgs = list(src.read(ConfiguredStream("k"), None))
+    states = [m.state for m in msgs if isinstance(m, Checkpoint)]
+    assert states == [
+        {"after": [1, "x1"]},
+        {"after": [2, "x2"]},
+        {"complete": True},  # the last batch (2 rows) is below checkpoint_rows
+    ]
+    keys = [(r["a"], r["b"]) for r in table_of(msgs).to_pylist()]
+    assert keys[:5] == [(0, "x3"), (0, "x6"), (0, "x9"), (1, "x1"), (1, "x10")]
+    resumed = list(src.read(ConfiguredStream("k"), {"after": list(keys[3])}))
+    assert [(r["a"], r["b"]) for r in table_of(resumed).to_pylist()] == keys[4:]
+
+
+def test_incremental_text_cursor_is_escaped(db: MyDB) -> None:
+    db.execute("CREATE TABLE q (id int PRIMARY KEY, name varchar(20))")
+    db.execute("INSERT INTO q VALUES (1, 'a%s'), (2, 'it''s'), (3, 'z\\\\')")
+    stream = ConfiguredStream("q", sync_mode=SyncMode.INCREMENTAL, cursor_field="name")
+    msgs = list(db.source().read(stream, {"cursor": "it's"}))
+    assert table_of(msgs).to_pylist() == [{"id": 3, "name": "z\\"}]
+    msgs = list(db.source().read(stream, {"cursor": "a%s"}))
+    assert table_of(msgs).column("id").to_pylist() == [2, 3]

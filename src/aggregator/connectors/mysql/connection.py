@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pymysql  # type: ignore[import-untyped]
 from pydantic import Field, SecretStr, model_validator
@@ -52,6 +52,14 @@ class MySQLConnection(ConnectorConfig):
             "password": self.password.get_secret_value() if self.password else "",
             "database": self.database,
         }
+
+    def cx_url(self) -> str:
+        """``mysql://`` URL for connectorx (user and password percent-encoded)."""
+        p = self.params()
+        auth = quote(p["user"], safe="") + (
+            ":" + quote(p["password"], safe="") if p["password"] else ""
+        )
+        return f"mysql://{auth}@{p['host']}:{p['port']}/{quote(p['database'] or '', safe='')}"
 
     def where(self) -> str:
         """``host:port/database`` for messages."""

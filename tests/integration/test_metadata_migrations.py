@@ -143,3 +143,20 @@ def test_quality_tables_made_by_create_all_are_adopted(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert migrate.current_revisions(conn) == migrate.head_revisions()
     engine.dispose()
+
+
+def test_database_migrated_on_branches_upgrades_after_they_are_chained(tmp_path: Path) -> None:
+    """0005-0007 were written as parallel branches of 0004 and later chained: a database
+    that recorded all three as heads is stamped at the newest and upgrades normally."""
+    url = f"sqlite:///{tmp_path / 'branches.db'}"
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    newest = max(migrate.head_revisions())
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+        for revision in ("0005", "0006", newest):
+            conn.execute(text("INSERT INTO alembic_version VALUES (:r)"), {"r": revision})
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert migrate.current_revisions(conn) == migrate.head_revisions() == {newest}
+    engine.dispose()

@@ -76,7 +76,27 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
         cfg = alembic_config(conn)
         if not current and inspect(conn).has_table("runs"):
             command.stamp(cfg, BASELINE)
+        newest = _collapsed(current)
+        if newest is not None:
+            command.stamp(cfg, newest, purge=True)
         command.upgrade(cfg, revision)
+
+
+def _collapsed(current: frozenset[str]) -> str | None:
+    """The one revision standing for ``current`` when branches it was migrated on have since
+    been chained (every other current revision is now its ancestor), else None.
+
+    Migrations written in parallel start as branches of the same parent and are chained
+    before a release; a database upgraded while they were branches records several heads.
+    """
+    if len(current) < 2:
+        return None
+    scripts = ScriptDirectory.from_config(alembic_config())
+    for candidate in current:
+        ancestors = {r.revision for r in scripts.iterate_revisions(candidate, "base")}
+        if current <= ancestors:
+            return candidate
+    return None
 
 
 def downgrade(engine: Engine, revision: str) -> None:

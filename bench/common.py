@@ -33,6 +33,9 @@ class ToolRun:
     units: dict[str, int] = field(default_factory=dict)
     #: fixed fields copied into the result entry (for example ``{"concurrency": 8}``)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a JSON object the tool writes on each run (lag, CPU seconds...): the median of each
+    #: numeric field over the runs goes into the result entry; the file is removed first
+    report: Path | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,10 @@ def peers_python() -> str:
     return str(venv / "bin" / "python")
 
 
+Annotate = Callable[[list[dict[str, Any]]], dict[tuple[str, str], str]]
+ANNOTATORS: list[Annotate] = []  # scenario modules' optional ``annotate(results)``
+
+
 def discover_scenarios(ctx: Context) -> list[Scenario]:
     found: list[Scenario] = []
     for path in sorted((BENCH_DIR / "scenarios").glob("*.py")):
@@ -121,6 +126,8 @@ def discover_scenarios(ctx: Context) -> list[Scenario]:
             for statement in module.setup_sql(ctx):
                 psql(ctx.pg_url, "-c", statement)
         found.extend(module.scenarios(ctx))
+        if hasattr(module, "annotate"):
+            ANNOTATORS.append(module.annotate)
     return found
 
 
@@ -135,6 +142,18 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     seconds = time.perf_counter() - started
     failure = "" if proc.returncode == 0 else err.decode(errors="replace")[-600:]
     return seconds, usage.ru_maxrss / 1024, failure
+
+
+def read_report(path: Path) -> dict[str, float]:
+    """The numeric fields of a tool's report file (empty when it wrote none)."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {
+        k: float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def main() -> int:
@@ -171,9 +190,12 @@ def main() -> int:
             if a.only and not wanted & set(a.only):
                 continue
             times, peaks = [], []
+            measured: dict[str, list[float]] = {}
             for i in range(runs):
                 for step in spec.prepare:
                     subprocess.run(step, check=True, capture_output=True)
+                if spec.report is not None:
+                    spec.report.unlink(missing_ok=True)
                 seconds, peak, failure = timed(spec.cmd)
                 if failure:
                     notes[(scenario.name, tool)] = (
@@ -183,6 +205,9 @@ def main() -> int:
                     break
                 times.append(seconds)
                 peaks.append(peak)
+                if spec.report is not None:
+                    for key, value in read_report(spec.report).items():
+                        measured.setdefault(key, []).append(value)
                 print(
                     f"[bench] {scenario.name:26s} {tool:15s} run {i + 1}: "
                     f"{seconds:7.2f}s {peak:6.0f} MB",
@@ -210,10 +235,14 @@ def main() -> int:
                     "peak_rss_mb": round(max(peaks)),
                     **{f"{unit}_per_s": round(k / median, 1) for unit, k in spec.units.items()},
                     **spec.extra,
+                    **{k: round(statistics.median(v), 3) for k, v in measured.items()},
                 }
             )
+    merged = save(results, a.only is not None)
+    for annotate in ANNOTATORS:  # notes computed across scenarios (ratios in one run)
+        for key, text in annotate(merged).items():
+            notes[key] = "; ".join(filter(None, [notes.get(key), text]))
     report(results, notes, failed)
-    save(results, a.only is not None)
     return 0
 
 
@@ -240,8 +269,11 @@ def report(
         table.add_column(
             column, justify="left" if column in ("scenario", "tool", "note") else "right"
         )
+    standard = {"scenario", "tool", "rows", "seconds", "rows_per_s", "peak_rss_mb"}
     for r in results:
         ratio = r["rows_per_s"] / copy[r["scenario"]] if r["scenario"] in copy else None
+        figures = ", ".join(f"{k}={v}" for k, v in r.items() if k not in standard)
+        note = "; ".join(filter(None, [figures, notes.get((r["scenario"], r["tool"]), "")]))
         table.add_row(
             r["scenario"],
             r["tool"],
@@ -250,14 +282,15 @@ def report(
             f"{r['rows_per_s']:,}",
             f"{ratio:.2f}x" if ratio else "",
             str(r["peak_rss_mb"]),
-            notes.get((r["scenario"], r["tool"]), ""),
+            note,
         )
     for scenario, tool in failed:
         table.add_row(scenario, tool, "", "", "", "", "", notes.get((scenario, tool), "FAILED"))
     Console(width=160).print(table)
 
 
-def save(results: list[dict[str, Any]], partial: bool) -> None:
+def save(results: list[dict[str, Any]], partial: bool) -> list[dict[str, Any]]:
+    """Write latest.json (a partial run replaces only its own entries); the entries."""
     out = BENCH_DIR / "results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
     merged = results
@@ -267,6 +300,7 @@ def save(results: list[dict[str, Any]], partial: bool) -> None:
         merged = [r for r in old if (r["scenario"], r["tool"]) not in done] + results
     out.write_text(json.dumps({"results": merged}, indent=2) + "\n")
     print(f"[bench] wrote {out.relative_to(ROOT)}")
+    return merged
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ start_postgres() {
     PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
   fi
   local data="$DIR/postgres/data"
-  if pg_isready -h 127.0.0.1 -p "$PG_PORT" -q 2>/dev/null; then log "postgres already running on $PG_PORT"; return; fi
+  if pg_isready -h 127.0.0.1 -p "$PG_PORT" -q 2>/dev/null; then
+    log "postgres already running on $PG_PORT"; pg_password_role; return
+  fi
   mkdir -p "$DIR/postgres"; chown postgres:postgres "$DIR/postgres"; chmod 755 "$DIR"
   if [ ! -f "$data/PG_VERSION" ]; then
     su postgres -c "$PGBIN/initdb -D $data -A trust -U postgres --encoding=UTF8 --locale=C.UTF-8" >/dev/null
@@ -61,7 +63,21 @@ CONF
   fi
   su postgres -c "$PGBIN/pg_ctl -D $data -l $DIR/postgres/server.log -w -t 60 start" >/dev/null
   wait_for postgres 60 pg_isready -h 127.0.0.1 -p "$PG_PORT"
+  pg_password_role
   log "postgres ready on 127.0.0.1:$PG_PORT"
+}
+
+# Role agg_password (password agg-password) must authenticate with scram-sha-256, for the
+# wrong-password tests; every other user keeps trust authentication.
+pg_password_role() {
+  local data="$DIR/postgres/data" url="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+  if ! grep -q '^host all agg_password ' "$data/pg_hba.conf"; then
+    su postgres -c "sed -i '1i host all agg_password 127.0.0.1/32 scram-sha-256' $data/pg_hba.conf"
+    su postgres -c "$PGBIN/pg_ctl -D $data reload" >/dev/null
+  fi
+  if [ "$(psql "$url" -qAtX -c "SELECT count(*) FROM pg_roles WHERE rolname = 'agg_password'")" = 0 ]; then
+    psql "$url" -qAtX -c "SET password_encryption = 'scram-sha-256'; CREATE ROLE agg_password LOGIN PASSWORD 'agg-password'" >/dev/null
+  fi
 }
 
 start_mariadb() {

@@ -121,8 +121,9 @@ def test_nan_in_constrained_numeric_is_quarantined_with_position(db: PgSchema) -
     assert table_of(msgs).column("id").to_pylist() == [1, 3]
 
 
-def test_key_ranges_in_parallel_checkpoint_and_resume(db: PgSchema) -> None:
-    db.execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+def test_block_ranges_in_parallel_checkpoint_and_resume(db: PgSchema) -> None:
+    # fillfactor 10: ~18 rows per 8 kB block, so 1000 rows span ~56 blocks
+    db.execute("CREATE TABLE big (id int PRIMARY KEY, v text) WITH (fillfactor = 10)")
     db.execute("INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 1000) g")
     db.execute("ANALYZE big")
     src = source(db, parallel=2, range_rows=100, batch_size=64)
@@ -131,13 +132,32 @@ def test_key_ranges_in_parallel_checkpoint_and_resume(db: PgSchema) -> None:
     assert ids == list(range(1, 1001))
     checkpoints = [m.state for m in msgs if isinstance(m, Checkpoint)]
     assert checkpoints[-1] == {"complete": True}
-    ranges = [c for c in checkpoints if "ranges" in c]
-    assert len(ranges) == 10 and sorted(ranges[-1]["done"]) == list(range(10))
+    ranges = [c for c in checkpoints if "blocks" in c]
+    per_range, count = ranges[-1]["blocks"]
+    pages = db.execute("SELECT pg_relation_size('big') / 8192")[0][0]
+    assert count == -(-pages // per_range) and count >= 8
+    assert len(ranges) == count and ranges[-1]["done"] == list(range(count))
     assert all(b.num_rows <= 64 for b in (m.batch for m in msgs if isinstance(m, Records)))
-    # resume after half of the ranges: only the others are read
-    half = {"ranges": ranges[-1]["ranges"], "done": [0, 1, 2, 3, 4]}
-    rest = sorted(table_of(messages(src, ConfiguredStream("big"), half)).column("id").to_pylist())
-    assert rest == list(range(501, 1001))
+    # resume after half of the ranges: only the rows of the other blocks are read
+    half = count // 2
+    state = {"blocks": [per_range, count], "done": list(range(half))}
+    rest = sorted(table_of(messages(src, ConfiguredStream("big"), state)).column("id").to_pylist())
+    expected = db.execute(f"SELECT id FROM big WHERE ctid >= '({half * per_range},0)' ORDER BY id")
+    assert rest == [r[0] for r in expected] and 0 < len(rest) < 1000
+
+
+def test_tables_without_key_are_read_in_ranges_and_views_in_one_query(db: PgSchema) -> None:
+    db.execute("CREATE TABLE nokey (v int) WITH (fillfactor = 10)")
+    db.execute("INSERT INTO nokey SELECT g FROM generate_series(1, 3000) g")
+    db.execute("ANALYZE nokey")
+    db.execute("CREATE VIEW nokey_v AS SELECT v FROM nokey")
+    src = source(db, parallel=3, range_rows=500)
+    msgs = messages(src, ConfiguredStream("nokey"))
+    assert sorted(table_of(msgs).column("v").to_pylist()) == list(range(1, 3001))
+    assert len([m for m in msgs if isinstance(m, Checkpoint) and "blocks" in m.state]) >= 5
+    view = messages(src, ConfiguredStream("nokey_v"))
+    assert sorted(table_of(view).column("v").to_pylist()) == list(range(1, 3001))
+    assert [m.state for m in view if isinstance(m, Checkpoint)] == [{"complete": True}]
 
 
 def test_incremental_by_cursor_never_skips_equal_values(db: PgSchema) -> None:

@@ -6,7 +6,9 @@ Exit codes: 0 success, 1 a run or check failed, 2 usage or configuration error.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,6 +26,7 @@ from aggregator.cli.scaffold import scaffold_project
 from aggregator.connectors import registry
 from aggregator.core.errors import AggregatorError
 from aggregator.core.messages import Records
+from aggregator.engines.follow import Follow
 from aggregator.engines.local import LocalEngine, plan
 from aggregator.engines.observer import RunObserver
 from aggregator.metadata.store import MetadataStore
@@ -231,19 +234,41 @@ def run(
     ] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep reading changes (CDC streams) until SIGTERM or Ctrl-C, which stop "
+            "after the current commit (a second one stops at once).",
+        ),
+    ] = False,
+    commit_interval: Annotated[
+        float, typer.Option(help="With --follow: seconds between commits while changes arrive.")
+    ] = 1.0,
 ) -> None:
     """Run a pipeline. Exit code 1 if any stream failed."""
     spec = _load(pipeline)
     store = _guard(_store)
+    following = _guard(lambda: Follow(commit_interval)) if follow else None
     progress: ProgressObserver | None = None
     observer: RunObserver | None = None
     if not as_json and not quiet and err.is_terminal:
         progress = ProgressObserver(err)
         observer = progress
     engine = LocalEngine(store, observer)
+    if following is not None:
+        _stop_on_signals(following, engine)
     try:
-        record = engine.run(
-            spec, full_refresh=full_refresh, streams=stream or None, spec_path=str(pipeline)
+        record = _in_thread_if(
+            following is not None,
+            lambda: engine.run(
+                spec,
+                full_refresh=full_refresh,
+                streams=stream or None,
+                spec_path=str(pipeline),
+                follow=following,
+            ),
         )
     except KeyboardInterrupt:
         engine.cancel()
@@ -259,6 +284,43 @@ def run(
             err.print(f"[red]error:[/red] {record.error}", highlight=False)
     if record.status != "succeeded":
         raise typer.Exit(1)
+
+
+def _in_thread_if(condition: bool, call: Callable[[], T]) -> T:
+    """Run ``call`` (in a thread when ``condition``, so that the main thread, which alone
+    runs Python signal handlers, is never stuck in a wait a signal may not interrupt)."""
+    if not condition:
+        return call()
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=target, name="run")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _stop_on_signals(follow: Follow, engine: LocalEngine) -> None:
+    """SIGTERM / SIGINT: stop after the current commit; a second one cancels at once."""
+
+    def stop(signum: int, _frame: object) -> None:
+        if follow.stop.is_set():
+            engine.cancel()
+            return
+        follow.stop.set()
+        err.print(f"{signal.Signals(signum).name}: stopping after the current commit")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 @runs_app.command("list")
@@ -280,17 +342,20 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one run with per-stream metrics."""
+    """Show one run with per-stream metrics, data-quality results and column profiles."""
+    from aggregator.cli.commands.quality import print_run_quality, run_quality_json
+
     record = _guard(_store).get_run(run_id)
     if record is None:
         err.print(f"[red]error:[/red] no run {run_id!r}")
         raise typer.Exit(2)
     if as_json:
-        _print_json(record.to_json())
+        _print_json(record.to_json() | run_quality_json(record.id))
         return
     out.print(run_table(record))
     if record.error:
         out.print(f"error: {record.error}", highlight=False)
+    print_run_quality(record.id)
 
 
 def _session_states(spec: PipelineSpec, names: list[str] | None) -> dict[str, Any]:

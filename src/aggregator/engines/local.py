@@ -16,6 +16,7 @@ from aggregator.connectors import registry
 from aggregator.connectors.sdk import DestinationSession, Source
 from aggregator.core.catalog import ConfiguredStream, SyncMode, WriteMode
 from aggregator.core.errors import AggregatorError, ConfigError
+from aggregator.engines.follow import Follow, FollowingSource, check_followable
 from aggregator.engines.observer import RunObserver
 from aggregator.engines.processing import StreamProcessor
 from aggregator.engines.stream_task import StreamTask
@@ -90,10 +91,12 @@ class LocalEngine:
         streams: list[str] | None = None,
         spec_path: str | None = None,
         run_id: str | None = None,
+        follow: Follow | None = None,
     ) -> RunRecord:
         """Run the pipeline; returns the run record (status ``succeeded`` or ``failed``).
 
-        ``full_refresh`` ignores saved state and replaces every table.
+        ``full_refresh`` ignores saved state and replaces every table. With ``follow``, every
+        stream reads changes continuously until ``follow.stop`` is set (see ``follow.py``).
         """
         run_id = run_id or str(uuid.uuid4())
         self.store.mark_interrupted(spec.name)
@@ -103,6 +106,8 @@ class LocalEngine:
         )
         try:
             planned = plan(spec, streams)
+            if follow is not None:
+                check_followable(planned)
             if full_refresh:
                 planned = [
                     replace(p, stream=replace(p.stream, write_mode=WriteMode.REPLACE))
@@ -113,10 +118,14 @@ class LocalEngine:
             )
             self.observer.run_started(run_id, [p.stream.name for p in planned])
             with destination.open(spec.name) as session:  # type: ignore[attr-defined]
-                record.streams = self._run_streams(spec, session, planned, run_id, full_refresh)
+                record.streams = self._run_streams(
+                    spec, session, planned, run_id, full_refresh, follow
+                )
             failed = [s for s in record.streams if s.status != "succeeded"]
             record.status = "failed" if failed else "succeeded"
-            if failed:
+            if self.cancel_event.is_set() and failed:
+                record.status, record.error = "cancelled", "cancelled at a batch boundary"
+            elif failed:
                 record.error = "; ".join(f"{s.name}: {s.error}" for s in failed)
         except AggregatorError as exc:
             record.status = "failed"
@@ -136,13 +145,20 @@ class LocalEngine:
         planned: list[PlannedStream],
         run_id: str,
         full_refresh: bool,
+        follow: Follow | None = None,
     ) -> list[StreamRunRecord]:
+        observer = self.observer if follow is None else follow.observing(self.observer)
+
         def run_one(p: PlannedStream) -> StreamRunRecord:
             try:
                 incremental = p.stream.sync_mode is SyncMode.INCREMENTAL and not full_refresh
                 state = session.read_state(p.stream.name) if incremental else None
                 writer = session.writer(p.stream, run_id)
-                messages = p.source.read(p.stream, state)
+                if follow is None:
+                    messages = p.source.read(p.stream, state)
+                else:
+                    assert isinstance(p.source, FollowingSource)
+                    messages = p.source.read_following(p.stream, state, follow)
             except AggregatorError as exc:
                 return self._failed(p, exc.message)
             except Exception as exc:
@@ -154,7 +170,7 @@ class LocalEngine:
                 messages=iter(messages),
                 writer=writer,
                 store=self.store,
-                observer=self.observer,
+                observer=observer,
                 queue_size=spec.engine.queue_size,
                 stop=self.cancel_event,
                 processor=self.processors(spec, p.stream),

@@ -174,6 +174,7 @@ class StreamTask:
             log.info("source.schema_change", stream=self.stream.name)
         elif isinstance(message, Log):
             log.log(_LEVELS.get(message.level, 20), message.message, stream=self.stream.name)
+            self.observer.log(self.stream.name, message.level, message.message)
 
     def _write(self, batch: pa.RecordBatch) -> None:
         self._offset = self.record.rows_read

@@ -43,7 +43,12 @@ class DuckDBConfig(ConnectorConfig):
 
     path: str = Field("warehouse.duckdb", description="Database file (':memory:' for tests).")
     schema_name: str = Field("main", alias="schema", description="Schema for the tables.")
-    memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
+    memory_limit: str | None = Field(
+        "256MB",
+        description="DuckDB memory_limit, e.g. '2GB' (None: DuckDB's own, 80% of RAM). DuckDB "
+        "keeps written blocks cached until it reaches the limit, so a bounded default keeps a "
+        "load's memory from growing with the table.",
+    )
 
 
 class DuckDBDestination(Destination[DuckDBConfig]):

@@ -43,7 +43,9 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from aggregator.connectors.file_destination.config import FileDestinationConfig
 from aggregator.connectors.file_destination.formats import (
@@ -70,6 +72,17 @@ from aggregator.core.types import schema_from_json, schema_to_json
 _STAGING = ".__staging__"
 _OLD = ".__old__"
 _EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "bz2": ".bz2", "xz": ".xz"}
+#: Parquet dictionary pages stop (the column chunk goes on plain) at 64 KiB instead of 1 MiB:
+#: low-cardinality columns still get dictionaries, while unique keys, amounts and instants no
+#: longer spend 60% of the writer's time hashing values into dictionaries that are dropped
+#: (wide 2M rows: 5.8 -> 2.4 CPU s, files 22% smaller; ADR 0002).
+_DICTIONARY_LIMIT = 64 * 1024
+_LOCAL = pafs.LocalFileSystem()
+
+
+def _is_local(fs: Any) -> bool:
+    """True for fsspec's local file system (paths are plain OS paths)."""
+    return isinstance(fs, LocalFileSystem)
 
 
 class FileDestination(Destination[FileDestinationConfig]):
@@ -183,7 +196,7 @@ class _Part:
     tmp: str
     final: str
     schema: pa.Schema
-    handle: Any
+    handle: Any  # None for Parquet on a local disk (pyarrow writes the file natively)
     writer: Any = None
     rows: int = 0
 
@@ -305,10 +318,17 @@ class FileWriter(StreamWriter):
         ext = ".parquet" if fmt == "parquet" else self._ext
         tmp, final = self._new_name(directory, ext)
         if fmt == "parquet":
+            options: dict[str, Any] = {
+                "compression": self.config.compression or "zstd",
+                "dictionary_pagesize_limit": _DICTIONARY_LIMIT,
+            }
+            if _is_local(self.fs):
+                # pyarrow's own file: no Python file object whose every write takes the GIL
+                # from the threads that read the source
+                writer = pq.ParquetWriter(tmp, schema, filesystem=_LOCAL, **options)
+                return _Part(tmp, final, schema, None, writer)
             handle = self.fs.open(tmp, "wb")
-            codec = self.config.compression or "zstd"
-            writer = pq.ParquetWriter(handle, schema, compression=codec)
-            return _Part(tmp, final, schema, handle, writer)
+            return _Part(tmp, final, schema, handle, pq.ParquetWriter(handle, schema, **options))
         compression = self.config.compression
         handle = self.fs.open(tmp, "wb", compression=compression)
         return _Part(tmp, final, schema, handle)
@@ -327,7 +347,8 @@ class FileWriter(StreamWriter):
         part = self._open.pop(directory)
         if part.writer is not None:
             part.writer.close()
-        part.handle.close()
+        if part.handle is not None:
+            part.handle.close()
         self._pending.renames.append((part.tmp, part.final))
 
     def _close_parts(self) -> None:
@@ -491,7 +512,8 @@ class FileWriter(StreamWriter):
             if part.writer is not None:
                 with contextlib.suppress(OSError, ValueError, pa.ArrowException):
                     part.writer.close()
-            part.handle.close()
+            if part.handle is not None:
+                part.handle.close()
             if self.fs.exists(part.tmp):
                 self.fs.rm(part.tmp)
         self._open.clear()

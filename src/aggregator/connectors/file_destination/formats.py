@@ -14,7 +14,6 @@ import re
 import urllib.parse
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -102,6 +101,8 @@ def jsonl_bytes(batch: pa.RecordBatch) -> bytes:
     if batch.num_rows == 0:
         return b""
     prepared = pa.table(arrays, names=[f"c{i}" for i in range(len(arrays))])
+    import duckdb  # only JSON Lines needs it: Parquet and CSV runs skip the import
+
     with duckdb.connect() as con:
         con.register("batch", prepared)
         lines = con.sql(

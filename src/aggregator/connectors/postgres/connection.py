@@ -7,6 +7,8 @@ contain the password.
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -99,6 +101,28 @@ class PostgresConnection(ConnectorConfig):
         else:
             hint = "see the server's message"
         return ConnectorError(f"cannot {doing} PostgreSQL at {self.where()}: {hint} ({text})")
+
+
+_ADBC_LOCK = threading.Lock()
+
+
+def adbc_dbapi() -> Any:
+    """``adbc_driver_postgresql.dbapi``, imported without its optional polars backend.
+
+    The ADBC driver manager imports polars whenever it is installed (0.3-0.5 s), only to
+    offer polars parameter binding, which we never use; hiding it during the import keeps
+    that out of every run. Other code importing polars later is unaffected.
+    """
+    with _ADBC_LOCK:
+        if "adbc_driver_postgresql.dbapi" not in sys.modules and "polars" not in sys.modules:
+            sys.modules["polars"] = None  # type: ignore[assignment]  # makes `import polars` fail
+            try:
+                import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped]  # noqa: F401
+            finally:
+                del sys.modules["polars"]
+        import adbc_driver_postgresql.dbapi as dbapi
+
+    return dbapi
 
 
 def check_identifier_list(values: list[str] | None, key: str) -> None:

@@ -15,7 +15,7 @@ SELECT n.nspname, c.relname, c.relkind, a.attname, a.attnotnull,
        rt.typname, rt.typtype,
        et.typname,
        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
-       greatest(c.reltuples, 0)::bigint
+       greatest(c.reltuples, 0)::bigint, greatest(c.relpages, 0)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -52,6 +52,8 @@ class PgRelation:
     primary_key: tuple[str, ...]
     estimated_rows: int
     stream: str  # the table name, or ``schema.table`` when the name is in several schemas
+    relkind: str = "r"  # pg_class.relkind: r table, p partitioned, v view, m matview, f foreign
+    pages: int = 0  # pg_class.relpages as of the last VACUUM / ANALYZE (an estimate)
 
     @property
     def qualified(self) -> str:
@@ -69,11 +71,13 @@ def relations(con: psycopg.Connection[Any], schemas: list[str]) -> list[PgRelati
     keys: dict[tuple[str, str], list[str]] = {}
     for schema, table, column in con.execute(_KEYS, [schemas]).fetchall():
         keys.setdefault((schema, table), []).append(column)
-    grouped: dict[tuple[str, str], tuple[str, int, list[PgColumn]]] = {}
+    grouped: dict[tuple[str, str], tuple[str, int, int, list[PgColumn]]] = {}
     for row in con.execute(_COLUMNS, [schemas]).fetchall():
-        schema, table, kind, column, not_null, declared, typname, typtype, elem, mod, est = row
-        entry = grouped.setdefault((schema, table), (_KINDS[kind], int(est), []))
-        entry[2].append(
+        schema, table, kind, column, not_null, declared, typname, typtype, elem, mod, est, pages = (
+            row
+        )
+        entry = grouped.setdefault((schema, table), (kind, int(est), int(pages), []))
+        entry[3].append(
             PgColumn(column, declared, typname, typtype, elem, int(mod), bool(not_null))
         )
     wanted = [
@@ -87,8 +91,12 @@ def relations(con: psycopg.Connection[Any], schemas: list[str]) -> list[PgRelati
         seen[table] = seen.get(table, 0) + 1
     found = []
     for schema, table in wanted:
-        kind, est, columns = grouped[(schema, table)]
+        relkind, est, pages, columns = grouped[(schema, table)]
         pk = tuple(keys.get((schema, table), ()))
         stream = table if seen[table] == 1 else f"{schema}.{table}"
-        found.append(PgRelation(schema, table, kind, tuple(columns), pk, est, stream))
+        found.append(
+            PgRelation(
+                schema, table, _KINDS[relkind], tuple(columns), pk, est, stream, relkind, pages
+            )
+        )
     return found

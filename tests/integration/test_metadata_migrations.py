@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from aggregator.metadata import migrate
+from aggregator.metadata import migrate, revision
 from aggregator.metadata.models import Base
 from aggregator.metadata.store import MetadataStore, RunRecord
 from tests.integration.api.pgdb import fresh_database
@@ -159,4 +159,14 @@ def test_database_migrated_on_branches_upgrades_after_they_are_chained(tmp_path:
     migrate.upgrade(engine)
     with engine.connect() as conn:
         assert migrate.current_revisions(conn) == migrate.head_revisions() == {newest}
+    engine.dispose()
+
+
+def test_expected_heads_match_the_migration_scripts(tmp_path: Path) -> None:
+    """``revision.HEADS`` (checked on every store open without Alembic) is the scripts' heads."""
+    assert migrate.head_revisions() == revision.HEADS
+    engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    assert not revision.is_current(engine)
+    migrate.upgrade(engine)
+    assert revision.is_current(engine)
     engine.dispose()

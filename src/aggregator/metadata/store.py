@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from aggregator.metadata import revision
 from aggregator.metadata.models import Run, RunStream, SchemaVersion
 
 
@@ -92,9 +93,10 @@ class MetadataStore:
         self.engine: Engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        from aggregator.metadata import migrate  # Alembic loads only when a store opens
+        if not revision.is_current(self.engine):
+            from aggregator.metadata import migrate  # Alembic loads only to upgrade
 
-        migrate.upgrade(self.engine)
+            migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:

@@ -1,12 +1,16 @@
-"""Pieces shared by the database connectors: bookkeeping sequence numbers, table selection."""
+"""Pieces shared by the database connectors: bookkeeping sequence numbers, table selection,
+the stream a discovered table becomes."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import pyarrow as pa
+
+from aggregator.core.catalog import Stream, SyncMode
 from aggregator.core.errors import ConfigError
 
 T = TypeVar("T")
@@ -43,3 +47,27 @@ def select_tables(
     if missing:
         raise ConfigError(missing_message(missing))
     return [by_name[t] for t in wanted]
+
+
+def table_stream(
+    name: str, schema: pa.Schema, primary_key: Sequence[str], metadata: dict[str, Any]
+) -> Stream:
+    """A discovered table as a stream: integer, timestamp, date and decimal columns are
+    cursor candidates, and a table with one can sync incrementally."""
+    cursors = tuple(
+        f.name
+        for f in schema
+        if pa.types.is_integer(f.type)
+        or pa.types.is_timestamp(f.type)
+        or pa.types.is_date(f.type)
+        or pa.types.is_decimal(f.type)
+    )
+    modes = (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL) if cursors else (SyncMode.FULL_REFRESH,)
+    return Stream(
+        name=name,
+        schema=schema,
+        primary_key=tuple(primary_key),
+        cursor_candidates=cursors,
+        sync_modes=modes,
+        metadata=metadata,
+    )

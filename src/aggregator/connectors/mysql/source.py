@@ -23,7 +23,7 @@ import pymysql.converters  # type: ignore[import-untyped]
 import pymysql.cursors  # type: ignore[import-untyped]
 from pydantic import Field
 
-from aggregator.connectors._bookkeeping import select_tables
+from aggregator.connectors._bookkeeping import select_tables, table_stream
 from aggregator.connectors.mysql.connection import MySQLConnection
 from aggregator.connectors.postgres.source import _jsonable
 from aggregator.connectors.postgres.types import conform
@@ -460,22 +460,11 @@ def _json_columns(cur: Any, dbs: list[str], marks: str) -> set[tuple[str, str, s
 
 def _stream(table: _Table) -> Stream:
     schema = pa.schema([pa.field(c.name, c.arrow[0], c.nullable) for c in table.columns])
-    cursors = tuple(
-        f.name
-        for f in schema
-        if pa.types.is_integer(f.type)
-        or pa.types.is_timestamp(f.type)
-        or pa.types.is_date(f.type)
-        or pa.types.is_decimal(f.type)
-    )
-    modes = (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL) if cursors else (SyncMode.FULL_REFRESH,)
-    return Stream(
-        name=table.stream,
-        schema=schema,
-        primary_key=table.primary_key,
-        cursor_candidates=cursors,
-        sync_modes=modes,
-        metadata={
+    return table_stream(
+        table.stream,
+        schema,
+        table.primary_key,
+        {
             "kind": table.kind,
             "database": table.database,
             "table": table.name,

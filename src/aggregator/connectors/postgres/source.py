@@ -25,7 +25,7 @@ import pyarrow as pa
 from psycopg import sql
 from pydantic import Field
 
-from aggregator.connectors._bookkeeping import select_tables
+from aggregator.connectors._bookkeeping import select_tables, table_stream
 from aggregator.connectors.postgres.connection import PostgresConnection, adbc_dbapi
 from aggregator.connectors.postgres.discovery import PgRelation, quote, relations
 from aggregator.connectors.postgres.types import conform
@@ -155,22 +155,11 @@ class PostgresSource(Source[PostgresSourceConfig]):
 
 def _stream(rel: PgRelation) -> Stream:
     schema = pa.schema([pa.field(c.name, c.arrow_type, not c.not_null) for c in rel.columns])
-    cursors = tuple(
-        f.name
-        for f in schema
-        if pa.types.is_integer(f.type)
-        or pa.types.is_timestamp(f.type)
-        or pa.types.is_date(f.type)
-        or pa.types.is_decimal(f.type)
-    )
-    modes = (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL) if cursors else (SyncMode.FULL_REFRESH,)
-    return Stream(
-        name=rel.stream,
-        schema=schema,
-        primary_key=rel.primary_key,
-        cursor_candidates=cursors,
-        sync_modes=modes,
-        metadata={
+    return table_stream(
+        rel.stream,
+        schema,
+        rel.primary_key,
+        {
             "kind": rel.kind,
             "schema": rel.schema,
             "table": rel.name,

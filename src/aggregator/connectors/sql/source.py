@@ -24,7 +24,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from pydantic import Field, SecretStr, field_validator
 
-from aggregator.connectors._bookkeeping import select_tables
+from aggregator.connectors._bookkeeping import select_tables, table_stream
 from aggregator.connectors.sdk import CheckResult, ConnectorConfig, Source
 from aggregator.connectors.sql.types import arrow_type, to_arrow
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
@@ -299,22 +299,11 @@ def _quarantined(
 
 
 def _stream(rel: _Relation) -> Stream:
-    cursors = tuple(
-        f.name
-        for f in rel.schema
-        if pa.types.is_integer(f.type)
-        or pa.types.is_timestamp(f.type)
-        or pa.types.is_date(f.type)
-        or pa.types.is_decimal(f.type)
-    )
-    modes = (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL) if cursors else (SyncMode.FULL_REFRESH,)
-    return Stream(
-        name=rel.name,
-        schema=rel.schema,
-        primary_key=rel.primary_key,
-        cursor_candidates=cursors,
-        sync_modes=modes,
-        metadata={"kind": rel.kind, "declared_types": rel.declared},
+    return table_stream(
+        rel.name,
+        rel.schema,
+        rel.primary_key,
+        {"kind": rel.kind, "declared_types": rel.declared},
     )
 
 

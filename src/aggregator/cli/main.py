@@ -11,28 +11,24 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import pyarrow as pa
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from aggregator import __version__
 from aggregator.cli.commands import register_all
-from aggregator.cli.render import ProgressObserver, arrow_table, run_table, runs_table
-from aggregator.cli.scaffold import scaffold_project
-from aggregator.connectors import registry
 from aggregator.core.errors import AggregatorError
-from aggregator.core.messages import Records
-from aggregator.engines.follow import Follow
-from aggregator.engines.local import LocalEngine, plan
-from aggregator.engines.observer import RunObserver
-from aggregator.metadata.store import MetadataStore
-from aggregator.observability.logging import configure_logging
-from aggregator.pipeline.spec import PipelineSpec, load_pipeline
-from aggregator.settings import load_settings
+
+# Start-up time: a command imports what it uses (pyarrow, SQLAlchemy, the engine, connectors)
+# inside its function, so ``--help`` and light commands do not pay for the others.
+# tests/unit/test_startup.py lists what importing this module must not load.
+if TYPE_CHECKING:
+    from aggregator.engines.follow import Follow
+    from aggregator.engines.local import LocalEngine
+    from aggregator.engines.observer import RunObserver
+    from aggregator.metadata.store import MetadataStore
+    from aggregator.pipeline.spec import PipelineSpec
 
 app = typer.Typer(
     name="aggregator",
@@ -78,10 +74,15 @@ def _guard(fn: Callable[[], T]) -> T:
 
 
 def _load(path: Path) -> PipelineSpec:
+    from aggregator.pipeline.spec import load_pipeline
+
     return _guard(lambda: load_pipeline(path))
 
 
 def _store() -> MetadataStore:
+    from aggregator.metadata.store import MetadataStore
+    from aggregator.settings import load_settings
+
     return MetadataStore(load_settings().metadata_database_url())
 
 
@@ -93,6 +94,11 @@ def _print_json(data: Any) -> None:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at info level.")] = False,
 ) -> None:
+    from pydantic import ValidationError
+
+    from aggregator.observability.logging import configure_logging
+    from aggregator.settings import load_settings
+
     global _verbose
     _verbose = verbose
     try:
@@ -120,6 +126,8 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path(),
 ) -> None:
     """Create a project with an example pipeline and sample data."""
+    from aggregator.cli.scaffold import scaffold_project
+
     created = _guard(lambda: scaffold_project(directory))
     for path in created:
         out.print(f"created {path}")
@@ -129,6 +137,10 @@ def init(
 @connectors_app.command("list")
 def connectors_list(as_json: JsonOpt = False) -> None:
     """List installed sources and destinations."""
+    from rich.table import Table
+
+    from aggregator.connectors import registry
+
     found = registry.all_connectors()
     if as_json:
         _print_json(
@@ -152,6 +164,8 @@ def connectors_spec(
     kind: Annotated[str | None, typer.Option(help="source or destination.")] = None,
 ) -> None:
     """Print a connector's configuration JSON Schema."""
+    from aggregator.connectors import registry
+
     info = _guard(lambda: registry.get(name, kind))
     _print_json(info.cls.spec())
 
@@ -159,6 +173,8 @@ def connectors_spec(
 @app.command()
 def check(pipeline: PipelineArg, as_json: JsonOpt = False) -> None:
     """Check that every source and the destination of a pipeline can be reached."""
+    from aggregator.connectors import registry
+
     spec = _load(pipeline)
 
     def run_checks() -> list[dict[str, Any]]:
@@ -192,6 +208,10 @@ def discover(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the streams, columns, keys and cursor candidates of the pipeline's sources."""
+    from rich.table import Table
+
+    from aggregator.connectors import registry
+
     spec = _load(pipeline)
 
     def run_discover() -> dict[str, Any]:
@@ -248,6 +268,10 @@ def run(
     ] = 1.0,
 ) -> None:
     """Run a pipeline. Exit code 1 if any stream failed."""
+    from aggregator.cli.render import ProgressObserver, run_table
+    from aggregator.engines.follow import Follow
+    from aggregator.engines.local import LocalEngine
+
     spec = _load(pipeline)
     store = _guard(_store)
     following = _guard(lambda: Follow(commit_interval)) if follow else None
@@ -330,6 +354,8 @@ def runs_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List recent runs, newest first."""
+    from aggregator.cli.render import runs_table
+
     records = _guard(_store).list_runs(pipeline, limit)
     if as_json:
         _print_json([r.to_json() for r in records])
@@ -344,6 +370,7 @@ def runs_show(
 ) -> None:
     """Show one run with per-stream metrics, data-quality results and column profiles."""
     from aggregator.cli.commands.quality import print_run_quality, run_quality_json
+    from aggregator.cli.render import run_table
 
     record = _guard(_store).get_run(run_id)
     if record is None:
@@ -359,6 +386,9 @@ def runs_show(
 
 
 def _session_states(spec: PipelineSpec, names: list[str] | None) -> dict[str, Any]:
+    from aggregator.connectors import registry
+    from aggregator.engines.local import plan
+
     planned = plan(spec, names)
     destination = registry.destination_class(spec.destination.type).from_config(
         spec.destination.config, "destination.config"
@@ -390,6 +420,9 @@ def state_reset(
         raise typer.Exit(1)
 
     def reset() -> None:
+        from aggregator.connectors import registry
+        from aggregator.engines.local import plan
+
         destination = registry.destination_class(spec.destination.type).from_config(
             spec.destination.config, "destination.config"
         )
@@ -409,6 +442,12 @@ def preview(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the first rows of a stream as the source yields them (nothing is written)."""
+    import pyarrow as pa
+
+    from aggregator.cli.render import arrow_table
+    from aggregator.core.messages import Records
+    from aggregator.engines.local import plan
+
     spec = _load(pipeline)
 
     def take() -> pa.Table:

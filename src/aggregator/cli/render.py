@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aggregator.engines.observer import RunObserver
 from aggregator.metadata.store import RunRecord, StreamRunRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def run_table(record: RunRecord) -> Table:

@@ -34,7 +34,6 @@ from aggregator.core.types import type_from_string
 from aggregator.pipeline.yaml_loader import LoadedYaml, interpolate, load_yaml
 from aggregator.quality.config import AnomalySpec, Check
 from aggregator.transform.config import TransformStep
-from aggregator.transform.expr import parse_expression
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
@@ -244,18 +243,26 @@ def _document_path(doc: LoadedYaml, loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _expression_problems(spec: PipelineSpec, doc: LoadedYaml) -> list[str]:
     """Syntax errors in SQL expressions of steps and checks, found at load time."""
+    with_sql = [
+        (i, j, stream)
+        for i, source in enumerate(spec.sources)
+        for j, stream in enumerate(source.streams or [])
+        if stream.transforms or stream.checks
+    ]
+    if not with_sql:
+        return []  # the SQL parser (sqlglot) and the transform modules load only when needed
+    from aggregator.transform.expr import parse_expression
     from aggregator.transform.plan import expressions_of
 
     problems: list[str] = []
-    for i, source in enumerate(spec.sources):
-        for j, stream in enumerate(source.streams or []):
-            for loc, text, what, statement in expressions_of(stream):
-                full = ("sources", i, "streams", j, *loc)
-                try:
-                    parse_expression(text, what, statement=statement)
-                except ConfigError as exc:
-                    dotted = ".".join(map(str, full))
-                    problems.append(f"{doc.where(full)}: {dotted}: {exc.message}")
+    for i, j, stream in with_sql:
+        for loc, text, what, statement in expressions_of(stream):
+            full = ("sources", i, "streams", j, *loc)
+            try:
+                parse_expression(text, what, statement=statement)
+            except ConfigError as exc:
+                dotted = ".".join(map(str, full))
+                problems.append(f"{doc.where(full)}: {dotted}: {exc.message}")
     return problems
 
 

@@ -1,7 +1,9 @@
 """Command groups, one module each; every module exposes ``register(app)``.
 
 Modules here are found automatically (``aggregator.cli.main`` imports them all), so a new
-command group is a new file, without edits to ``main.py``.
+command group is a new file, without edits to ``main.py``. Every CLI start imports them all,
+so a module imports only typer/rich at the top and its heavy dependencies (pyarrow,
+SQLAlchemy, DuckDB, the engine...) inside the commands (``tests/unit/test_startup.py``).
 """
 
 from __future__ import annotations

@@ -5,18 +5,21 @@ from __future__ import annotations
 import getpass
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from aggregator.core.errors import AggregatorError
-from aggregator.metadata.control_models import Connection, User
-from aggregator.metadata.store import MetadataStore
-from aggregator.security import audit, crypto, identity
-from aggregator.settings import Settings, load_settings
+
+# SQLAlchemy, the control-plane models and the security modules load when a command runs,
+# not when the CLI starts (see tests/unit/test_startup.py).
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from aggregator.metadata.store import MetadataStore
+    from aggregator.security import audit, crypto
+    from aggregator.settings import Settings
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -26,6 +29,8 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 
 
 def _settings() -> Settings:
+    from aggregator.settings import load_settings
+
     try:
         return load_settings()
     except ValueError as exc:  # production refuses placeholder secrets
@@ -34,10 +39,14 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> MetadataStore:
+    from aggregator.metadata.store import MetadataStore
+
     return MetadataStore(settings.metadata_database_url())
 
 
 def _cli_context() -> audit.AuditContext:
+    from aggregator.security import audit
+
     return audit.AuditContext(actor=f"cli:{getpass.getuser()}")
 
 
@@ -74,6 +83,8 @@ def create_admin(
     ] = False,
 ) -> None:
     """Create an admin user. The password is prompted for (or read from stdin), never an arg."""
+    from aggregator.security import audit, identity
+
     settings = _settings()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -101,6 +112,8 @@ def generate_key(
     output: Annotated[Path | None, typer.Option(help="Write the key to this file (0600).")] = None,
 ) -> None:
     """Make a new AES-256 key (for AGGREGATOR_ENCRYPTION_KEY or a key file)."""
+    from aggregator.security import crypto
+
     key = crypto.generate_key()
     if output is None:
         sys.stdout.write(crypto.encode_key(key) + "\n")
@@ -121,6 +134,8 @@ def rotate_key(
     The new key is written to ``<key file>.new`` first and moved over the key file only
     after the database commit; a crash in between leaves both keys loadable.
     """
+    from aggregator.security import audit, crypto
+
     settings = _settings()
     try:
         old = crypto.load_box(settings)
@@ -153,6 +168,10 @@ def rotate_key(
 
 
 def _reencrypt(s: Session, old: crypto.SecretBox, new: crypto.SecretBox) -> int:
+    from sqlalchemy import select
+
+    from aggregator.metadata.control_models import Connection, User
+
     count = 0
     for row in s.scalars(select(Connection)):
         aad = f"connection:{row.id}"
@@ -178,6 +197,8 @@ def _reencrypt(s: Session, old: crypto.SecretBox, new: crypto.SecretBox) -> int:
 @audit_app.command("verify")
 def verify() -> None:
     """Recompute the audit hash chain; exit 1 at the first tampered or missing event."""
+    from aggregator.security import audit
+
     store = _store(_settings())
     try:
         with store.session() as s:

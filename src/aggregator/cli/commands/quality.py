@@ -7,17 +7,20 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import duckdb
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from aggregator.core.errors import AggregatorError, ConfigError
-from aggregator.core.messages import Records
-from aggregator.pipeline.spec import PipelineSpec, StreamSpec, load_pipeline
+
+# DuckDB, pyarrow and the pipeline spec load when a command runs, not when the CLI starts
+# (see tests/unit/test_startup.py).
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from aggregator.pipeline.spec import PipelineSpec, StreamSpec
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -87,6 +90,7 @@ def profile_table(columns: dict[str, dict[str, Any]], title: str) -> Table:
 
 
 def _first_batch(spec: PipelineSpec, stream: str) -> pa.RecordBatch:
+    from aggregator.core.messages import Records
     from aggregator.engines.local import plan
 
     planned = plan(spec, [stream])[0]
@@ -108,6 +112,9 @@ def preview(
     limit: Annotated[int, typer.Option(help="Rows shown.")] = 10,
 ) -> None:
     """Show the first batch of a stream before and after its transform steps and checks."""
+    import pyarrow as pa
+
+    from aggregator.pipeline.spec import load_pipeline
     from aggregator.transform.processor import QualityProcessor
 
     spec = _guard(lambda: load_pipeline(pipeline))
@@ -126,6 +133,8 @@ def preview(
 
 
 def _table_batches(spec: PipelineSpec, table: str) -> Iterator[pa.RecordBatch]:
+    import duckdb
+
     from aggregator.transform.processor import duckdb_destination
 
     if spec.destination.type != "duckdb":
@@ -149,6 +158,10 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a stream's column profile (the latest stored one, or ``--live`` from the table)."""
+    import duckdb
+    import pyarrow as pa
+
+    from aggregator.pipeline.spec import load_pipeline
     from aggregator.quality import store as qstore
     from aggregator.quality.profile import Profiler
 
@@ -182,6 +195,7 @@ def check_data(
     table: Annotated[str | None, typer.Option(help="Table (default: the stream's).")] = None,
 ) -> None:
     """Run a stream's checks on its existing destination table; exit 1 when any fails."""
+    from aggregator.pipeline.spec import load_pipeline
     from aggregator.transform.processor import QualityProcessor
 
     spec = _guard(lambda: load_pipeline(pipeline))

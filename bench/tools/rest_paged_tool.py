@@ -2,15 +2,20 @@
 
 Starts ``rest_server.py`` in its own process (so it never competes for our GIL), runs one
 pipeline ``rest -> duckdb`` with page-number pagination and the given concurrency, checks
-every row arrived, and stops the server.
+every row arrived, and stops the server. With ``--report``, writes the pipeline run's rate
+(``pages_per_s``: pages / seconds of ``LocalEngine.run``, without interpreter and server
+start-up), ``run_s``, ``startup_s`` and this process's CPU per page (``cpu_ms_per_page``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from aggregator.engines.local import LocalEngine
@@ -27,6 +32,7 @@ def main() -> int:
     p.add_argument("--latency", type=float, default=0.05)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--out", required=True, help="DuckDB file")
+    p.add_argument("--report", help="JSON file for the run's measurements")
     a = p.parse_args()
     configure_logging("warning")
     server = subprocess.Popen(
@@ -61,7 +67,12 @@ def main() -> int:
         )
         with tempfile.TemporaryDirectory() as tmp:
             store = MetadataStore(f"sqlite:///{tmp}/metadata.db")
-            record = LocalEngine(store).run(spec)
+            engine = LocalEngine(store)
+            cpu = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            record = engine.run(spec)
+            run_s = time.perf_counter() - started
+            used = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         server.terminate()
         server.wait(10)
@@ -73,7 +84,26 @@ def main() -> int:
         print(f"expected {a.pages * 100} rows, loaded {loaded}", file=sys.stderr)
         return 1
     print(f"rows={loaded}")
+    if a.report:
+        report = {
+            "pages_per_s": round(a.pages / run_s, 1),
+            "run_s": round(run_s, 3),
+            "startup_s": round(_since_process_start() - run_s, 3),
+            "cpu_ms_per_page": round(
+                1000 * (used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime) / a.pages, 3
+            ),
+        }
+        Path(a.report).write_text(json.dumps(report))
     return 0
+
+
+def _since_process_start() -> float:
+    """Seconds since this process started (``/proc``; the interpreter start-up included)."""
+    import os
+
+    ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Idempotent set-up of the ``singer_jsonl_to_duckdb`` benchmark (untimed prepare step).
 
-- ``bench/.venv-meltano``: Meltano in its own virtualenv, and a Meltano project in
-  ``bench/.venv-meltano/project`` with ``tap-jsonl`` and ``target-duckdb`` installed from
-  PyPI (custom plugin definitions: no Meltano Hub access needed);
-- ``bench/.venv-singer-plugins``: the same ``tap-jsonl`` installed for our Singer adapter
-  (``aggregator plugins add``);
+- ``venv-meltano-<hash>`` in the bench cache (``common.cached_dir``, reused across clones):
+  Meltano in its own virtualenv, and a Meltano project in its ``project`` folder with
+  ``tap-jsonl`` and ``target-duckdb`` installed from PyPI (custom plugin definitions: no
+  Meltano Hub access needed);
+- ``singer-plugins-<hash>`` in the bench cache: the same ``tap-jsonl`` installed for our
+  Singer adapter (``aggregator plugins add``);
 - ``bench/work/singer_wide_<rows>.jsonl``: the data both read.
 
 Each step leaves a stamp and is skipped when its stamp exists.
@@ -20,12 +21,15 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1]
-MELTANO_VENV = BENCH / ".venv-meltano"
-PROJECT = MELTANO_VENV / "project"
-PLUGINS = BENCH / ".venv-singer-plugins"
+sys.path.insert(0, str(BENCH))
+from common import cached_dir  # noqa: E402  (bench/ is not a package)
+
 TAP = "tap-jsonl==0.3.1"
 TARGET = "target-duckdb==0.8.0"
 MELTANO = "meltano==4.4.1"
+MELTANO_VENV = cached_dir("venv-meltano", MELTANO, TAP, TARGET, sys.version)
+PROJECT = MELTANO_VENV / "project"
+PLUGINS = cached_dir("singer-plugins", TAP, sys.version)
 
 
 def data_file(rows: int) -> Path:
@@ -53,6 +57,7 @@ def _run(cmd: list[str], **kw: object) -> None:
 def ensure_meltano(rows: int) -> None:
     stamp = MELTANO_VENV / ".installed"
     if not stamp.exists():
+        MELTANO_VENV.parent.mkdir(parents=True, exist_ok=True)
         _run([sys.executable, "-m", "venv", str(MELTANO_VENV)])
         _run([str(MELTANO_VENV / "bin" / "python"), "-m", "pip", "install", "-q", MELTANO])
         stamp.write_text(MELTANO)

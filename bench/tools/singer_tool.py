@@ -27,7 +27,10 @@ def main() -> int:
     p.add_argument("--out", required=True, help="DuckDB file")
     p.add_argument("--cpu-out", required=True)
     a = p.parse_args()
-    os.environ["AGGREGATOR_PLUGINS_DIR"] = str(BENCH / ".venv-singer-plugins")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from singer_setup import PLUGINS
+
+    os.environ["AGGREGATOR_PLUGINS_DIR"] = str(PLUGINS)
     from aggregator.engines.local import LocalEngine
     from aggregator.metadata.store import MetadataStore
     from aggregator.observability.logging import configure_logging

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 class TestFilesSource(SourceTestSuite):
     source_class = FilesSource
+    reports_stream_info = True
     incremental_streams = {"orders": "updated_at"}
     bad_field = "delimiter"
 
@@ -47,6 +48,7 @@ class TestFilesSource(SourceTestSuite):
 
 class TestSQLiteSource(SourceTestSuite):
     source_class = SQLiteSource
+    reports_stream_info = True
     incremental_streams = {"orders": "id"}
 
     @pytest.fixture
@@ -74,6 +76,7 @@ def api_url() -> Iterator[str]:
 
 class TestRestSource(SourceTestSuite):
     source_class = RestSource
+    reports_stream_info = True
     incremental_streams = {"events": "updated_at"}
     bad_field = "base_url"
 

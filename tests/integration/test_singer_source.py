@@ -16,7 +16,7 @@ from aggregator.cli.main import app
 from aggregator.connectors.singer import SingerSource
 from aggregator.core.catalog import ConfiguredStream
 from aggregator.core.errors import ConfigError, ConnectorError
-from aggregator.core.messages import Checkpoint, Records
+from aggregator.core.messages import Checkpoint, Records, StreamInfo
 from aggregator.core.types import JSON, TIMESTAMPTZ
 from aggregator.testing import read_stream
 from tests.integration.test_singer_fixtures import *  # noqa: F403  (fixtures)
@@ -117,7 +117,10 @@ def test_messages_become_exact_batches_quarantine_and_checkpoints(
     kinds = []
     for message in src.read(ConfiguredStream("orders"), None):
         kinds.append(type(message).__name__)
-    assert kinds[:3] == ["Records", "Checkpoint", "Records"]
+        if isinstance(message, StreamInfo):  # what the catalog says, before any row
+            assert message.primary_key == ("id",) and message.cursor_candidates == ("at",)
+            assert message.metadata["declared_types"]["at"] == "string (date-time)"
+    assert kinds[:4] == ["StreamInfo", "Records", "Checkpoint", "Records"]
     result = read_stream(src, "orders")
     table = result.table
     assert table.schema.field("amount").type == pa.decimal128(10, 2)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from aggregator.core.messages import StreamInfo
 from aggregator.core.types import schema_from_json, schema_to_json
 
 
@@ -73,6 +74,15 @@ class Stream:
             sync_modes=tuple(SyncMode(m) for m in data.get("sync_modes", ["full_refresh"])),
             metadata=dict(data.get("metadata", {})),
         )
+
+    def info(self) -> StreamInfo:
+        """The stream as a :class:`StreamInfo` message (sources yield it from ``read``)."""
+        metadata: dict[str, Any] = {
+            "declared_types": {},
+            "estimated_rows": None,
+            "estimated_bytes": None,
+        }
+        return StreamInfo(self.primary_key, self.cursor_candidates, {**metadata, **self.metadata})
 
 
 @dataclass(frozen=True)

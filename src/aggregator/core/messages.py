@@ -6,6 +6,8 @@ A source's ``read`` yields, for one stream, any sequence of:
 - :class:`Quarantined`: rows that could not be parsed or typed, with reasons and positions;
 - :class:`Checkpoint`: the state to resume from once everything yielded before is committed;
 - :class:`SchemaChange`: the source's own view of the stream schema changed (informational);
+- :class:`StreamInfo`: what the source knows of the stream (keys, cursor candidates, size
+  estimates, source-native types), stored with the destination schema's versions;
 - :class:`Log`: a message for the run log.
 """
 
@@ -65,6 +67,27 @@ class SchemaChange:
 
 
 @dataclass(frozen=True)
+class StreamInfo:
+    """What the source knows of the stream, usually yielded first.
+
+    ``metadata`` holds at least ``declared_types`` (column -> source-native type),
+    ``estimated_rows`` and ``estimated_bytes`` (``None`` when unknown).
+    """
+
+    primary_key: tuple[str, ...]
+    cursor_candidates: tuple[str, ...]
+    metadata: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly form (stored with schema versions)."""
+        return {
+            "primary_key": list(self.primary_key),
+            "cursor_candidates": list(self.cursor_candidates),
+            **self.metadata,
+        }
+
+
+@dataclass(frozen=True)
 class Log:
     """A message for the run log."""
 
@@ -72,7 +95,7 @@ class Log:
     message: str
 
 
-Message = Records | Quarantined | Checkpoint | SchemaChange | Log
+Message = Records | Quarantined | Checkpoint | SchemaChange | StreamInfo | Log
 
 
 def raw_text(value: bytes | str | None, limit: int = 10_000) -> str | None:

@@ -64,3 +64,5 @@ class SchemaVersion(Base):
     diff: Mapped[dict[str, Any]] = mapped_column(JSON)
     run_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: what the source reported (keys, cursor, size estimates, native types), newest run
+    stream_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)

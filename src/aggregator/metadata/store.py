@@ -193,8 +193,10 @@ class MetadataStore:
         columns: list[dict[str, Any]],
         diff: dict[str, Any],
         run_id: str | None,
+        stream_metadata: dict[str, Any] | None = None,
     ) -> int:
-        """Store a new schema version with its diff; returns the version number."""
+        """Store a new schema version with its diff and the source's stream metadata (keys,
+        cursor, size estimates, native types); returns the version number."""
         with self.session() as s, s.begin():
             latest = s.scalar(
                 select(func.max(SchemaVersion.version)).where(
@@ -211,9 +213,26 @@ class MetadataStore:
                     diff=diff,
                     run_id=run_id,
                     created_at=datetime.now(UTC),
+                    stream_metadata=stream_metadata,
                 )
             )
             return version
+
+    def set_stream_metadata(
+        self, pipeline: str, stream: str, stream_metadata: dict[str, Any]
+    ) -> bool:
+        """Replace the newest schema version's stream metadata; False when there is none."""
+        with self.session() as s, s.begin():
+            newest = s.scalar(
+                select(SchemaVersion)
+                .where(SchemaVersion.pipeline == pipeline, SchemaVersion.stream == stream)
+                .order_by(SchemaVersion.version.desc())
+                .limit(1)
+            )
+            if newest is None:
+                return False
+            newest.stream_metadata = stream_metadata
+            return True
 
     def schema_versions(self, pipeline: str, stream: str) -> list[dict[str, Any]]:
         """Every stored version of a stream's schema, oldest first."""
@@ -228,6 +247,7 @@ class MetadataStore:
                     "version": v.version,
                     "columns": v.columns,
                     "diff": v.diff,
+                    "stream_metadata": v.stream_metadata,
                     "run_id": v.run_id,
                     "created_at": _aware(v.created_at).isoformat(),
                 }

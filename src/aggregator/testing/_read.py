@@ -10,7 +10,14 @@ import pyarrow as pa
 
 from aggregator.connectors.sdk import Source
 from aggregator.core.catalog import ConfiguredStream, SyncMode
-from aggregator.core.messages import Checkpoint, Log, Quarantined, Records, SchemaChange
+from aggregator.core.messages import (
+    Checkpoint,
+    Log,
+    Quarantined,
+    Records,
+    SchemaChange,
+    StreamInfo,
+)
 
 
 @dataclass
@@ -21,6 +28,7 @@ class ReadResult:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     states: list[dict[str, Any]] = field(default_factory=list)
     logs: list[tuple[str, str]] = field(default_factory=list)
+    infos: list[StreamInfo] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -71,6 +79,11 @@ def read_stream(
             result.states.append(message.state)
         elif isinstance(message, Log):
             result.logs.append((message.level, message.message))
+        elif isinstance(message, StreamInfo):
+            json.dumps(message.to_json())  # stored in the metadata repository as JSON
+            for key in ("declared_types", "estimated_rows", "estimated_bytes"):
+                assert key in message.metadata, f"StreamInfo.metadata lacks {key!r}"
+            result.infos.append(message)
         else:
             assert isinstance(message, SchemaChange), f"unexpected message {message!r}"
     return result

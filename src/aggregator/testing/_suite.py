@@ -14,7 +14,8 @@ Tests: the spec is a valid JSON Schema; ``check`` passes on ``config`` and fails
 ``failing_config`` (unless ``check_can_fail = False``); an invalid config raises
 ``ConfigError`` naming the field;
 ``discover`` lists the streams ``stream_names`` announces, with Arrow schemas; every stream
-reads (valid messages, a final checkpoint); and for incremental streams, a read from the
+reads (valid messages, a final checkpoint, and with ``reports_stream_info`` a ``StreamInfo``
+agreeing with ``discover``); and for incremental streams, a read from the
 final state yields no row again (left out when no ``incremental_streams`` are declared).
 """
 
@@ -29,6 +30,7 @@ from jsonschema.validators import validator_for
 from aggregator.connectors.sdk import Source
 from aggregator.core.catalog import Catalog
 from aggregator.core.errors import ConfigError
+from aggregator.core.messages import StreamInfo
 from aggregator.testing._read import read_stream
 
 
@@ -46,6 +48,8 @@ class SourceTestSuite:
     expect_rows: ClassVar[bool] = True
     #: whether some valid configuration can fail ``check`` (then give ``failing_config``)
     check_can_fail: ClassVar[bool] = True
+    #: whether ``read`` yields a ``StreamInfo`` (keys, cursor candidates, sizes, native types)
+    reports_stream_info: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Leave out (rather than skip) the tests a connector declares not applicable."""
@@ -119,6 +123,19 @@ class SourceTestSuite:
             assert result.states, f"stream {name!r} yielded no checkpoint"
             if self.expect_rows:
                 assert result.rows > 0, f"stream {name!r} yielded no row"
+            if self.reports_stream_info:
+                self._check_info(catalog, name, result.infos)
+
+    def _check_info(self, catalog: Catalog, name: str, infos: list[StreamInfo]) -> None:
+        """The StreamInfo of a read agrees with ``discover`` on keys and cursor candidates."""
+        assert infos, f"stream {name!r} yielded no StreamInfo"
+        stream = catalog.get(name)
+        assert stream is not None
+        info = infos[0]
+        assert info.primary_key == stream.primary_key, name
+        assert info.cursor_candidates == stream.cursor_candidates, name
+        declared = info.metadata["declared_types"]
+        assert set(declared) <= set(stream.schema.names), (name, declared)
 
     def test_state_round_trip(self, source: Source[Any]) -> None:
         for name, cursor in self.incremental_streams.items():

@@ -146,7 +146,15 @@ def test_discover_reports_schema_keys_cursors_and_metadata(tmp_path: Path) -> No
     assert stream.cursor_candidates == ("id", "at")
     assert stream.sync_modes == (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL)
     size = (tmp_path / "a.csv").stat().st_size + (tmp_path / "b.csv").stat().st_size
-    assert stream.metadata == {"files": 2, "bytes": size, "format": "csv"}
+    assert stream.metadata == {
+        "files": 2,
+        "bytes": size,
+        "format": "csv",
+        "declared_types": {"id": "int64", "at": "timestamp[us, tz=UTC]", "name": "string"},
+        "types_from": "inferred",
+        "estimated_rows": None,
+        "estimated_bytes": size,
+    }
 
 
 def test_incremental_by_modified_at(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ class SchemaVersionPublic(BaseModel):
     version: int
     columns: list[SchemaColumn]
     diff: dict[str, Any]
+    #: what the source reported: primary_key, cursor_candidates, cursor_field, sync_mode,
+    #: declared_types (source-native), estimated_rows, estimated_bytes and source specifics
+    stream_metadata: dict[str, Any] | None = None
     run_id: str | None
     created_at: Timestamp
 
@@ -91,6 +94,7 @@ def schema_history(
             version=v.version,
             columns=_columns(v.columns),
             diff=v.diff,
+            stream_metadata=v.stream_metadata,
             run_id=v.run_id,
             created_at=v.created_at,
         )

@@ -169,33 +169,33 @@ class AirbyteSource(Source[AirbyteSourceConfig]):
 
     def discover(self) -> Catalog:
         """Streams with schemas mapped from the connector's JSON Schemas."""
-        streams = []
-        for entry in self.airbyte_catalog().get("streams", []):
-            keys = entry.get("source_defined_primary_key") or []
-            cursor = entry.get("default_cursor_field") or []
-            modes = tuple(SyncMode(m) for m in entry.get("supported_sync_modes", ["full_refresh"]))
-            streams.append(
-                Stream(
-                    name=entry["name"],
-                    schema=arrow_schema(entry.get("json_schema") or {}),
-                    primary_key=tuple(k[0] for k in keys if len(k) == 1),
-                    cursor_candidates=tuple(cursor[:1]),
-                    sync_modes=modes,
-                    metadata={
-                        "connector": self.config.connector,
-                        "json_schema": entry.get("json_schema"),
-                        "declared_types": declared_types(entry.get("json_schema") or {}),
-                        "source_defined_cursor": bool(entry.get("source_defined_cursor")),
-                        # Airbyte reports sizes only while reading (TRACE estimates, logged)
-                        "estimated_rows": None,
-                    },
-                )
-            )
-        return Catalog(tuple(streams))
+        return Catalog(tuple(self._stream_of(e) for e in self.airbyte_catalog().get("streams", [])))
+
+    def _stream_of(self, entry: dict[str, Any]) -> Stream:
+        """An Airbyte catalog stream as ours."""
+        keys = entry.get("source_defined_primary_key") or []
+        cursor = entry.get("default_cursor_field") or []
+        modes = tuple(SyncMode(m) for m in entry.get("supported_sync_modes", ["full_refresh"]))
+        return Stream(
+            name=entry["name"],
+            schema=arrow_schema(entry.get("json_schema") or {}),
+            primary_key=tuple(k[0] for k in keys if len(k) == 1),
+            cursor_candidates=tuple(cursor[:1]),
+            sync_modes=modes,
+            metadata={
+                "connector": self.config.connector,
+                "json_schema": entry.get("json_schema"),
+                "declared_types": declared_types(entry.get("json_schema") or {}),
+                "source_defined_cursor": bool(entry.get("source_defined_cursor")),
+                # Airbyte reports sizes only while reading (TRACE estimates, logged)
+                "estimated_rows": None,
+            },
+        )
 
     def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
         """Run ``read`` for ``stream`` and translate its messages."""
         entry = self._entry(stream.name)
+        yield self._stream_of(entry).info()
         incremental = stream.sync_mode is SyncMode.INCREMENTAL and "incremental" in entry.get(
             "supported_sync_modes", []
         )

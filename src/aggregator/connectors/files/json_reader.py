@@ -178,7 +178,8 @@ def _read_arrow(
             io.BytesIO(text),
             read_options=pj.ReadOptions(use_threads=False, block_size=max(len(text) + 1, 1024)),
             parse_options=pj.ParseOptions(
-                newlines_in_values=newlines_in_values,
+                # the slower newline-tolerant chunker only when there is a newline at all
+                newlines_in_values=newlines_in_values and b"\n" in text,
                 explicit_schema=explicit,
                 unexpected_field_behavior="infer",
             ),

@@ -133,18 +133,7 @@ class FilesSource(Source[FilesConfig]):
                 break
         if schema is None:
             schema = pa.schema([(name, pa.string()) for name in header or []])
-        return Stream(
-            name=cfg.name,
-            schema=schema,
-            primary_key=tuple(cfg.primary_key),
-            cursor_candidates=tuple(f.name for f in schema if _is_cursor_type(f.type)),
-            sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
-            metadata={
-                "files": len(entries),
-                "bytes": sum(e.size for e in entries),
-                "format": file_format(cfg.name, cfg, entries[0]).value,
-            },
-        )
+        return _file_stream(cfg, entries, schema)
 
     def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
         """Yield the stream's rows, resuming after ``state`` (see the module docstring)."""
@@ -170,6 +159,7 @@ class FilesSource(Source[FilesConfig]):
             cursor = CursorFilter(stream.name, stream.cursor_field, floor, best)
         readers = _Readers(stream.name, cfg, dict(stream.column_types))
         done: dict[str, str] = {}
+        described = False  # StreamInfo goes out with the first batch (its schema is needed)
 
         def checkpoint(position: dict[str, Any] | None, final: bool = False) -> Checkpoint:
             files = dict(done) if (by_mtime or cursor is not None or not final) else {}
@@ -202,6 +192,9 @@ class FilesSource(Source[FilesConfig]):
                     cursor.require(piece.columns, entry.key)
                 if piece.batch is not None:
                     batch = piece.batch
+                    if not described:
+                        described = True
+                        yield _file_stream(cfg, entries, batch.schema).info()
                     if cursor is not None:
                         batch = cursor.apply(batch, entry.key)
                     if batch.num_rows:
@@ -216,3 +209,26 @@ class FilesSource(Source[FilesConfig]):
             done[entry.key] = entry.mtime
             yield checkpoint(None)
         yield checkpoint(None, final=True)
+
+
+def _file_stream(cfg: FileStreamConfig, entries: list[FileEntry], schema: pa.Schema) -> Stream:
+    """The stream of ``entries`` typed as ``schema``; files carry no native types beyond the
+    format's own (Parquet) or what was inferred (CSV, JSON), given as Arrow type names."""
+    fmt = file_format(cfg.name, cfg, entries[0])
+    size = sum(e.size for e in entries)
+    return Stream(
+        name=cfg.name,
+        schema=schema,
+        primary_key=tuple(cfg.primary_key),
+        cursor_candidates=tuple(f.name for f in schema if _is_cursor_type(f.type)),
+        sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
+        metadata={
+            "files": len(entries),
+            "bytes": size,
+            "format": fmt.value,
+            "declared_types": {f.name: str(f.type) for f in schema},
+            "types_from": "file" if fmt.value == "parquet" else "inferred",
+            "estimated_rows": None,
+            "estimated_bytes": size,
+        },
+    )

@@ -38,6 +38,8 @@ from aggregator.observability.redaction import HTTP_REDACTOR
 from aggregator.security.outbound import guarded_client, guarded_transport
 
 MASK = "***"
+#: what identifies a request for pagination-loop detection: method, URL, params, JSON body
+RequestKey = tuple[str, str, tuple[tuple[str, str], ...], str]
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,10 @@ class Request:
         node[last] = value
         return Request(self.url, self.params, self.method, body)
 
-    def key(self) -> str:
-        """Identity used to detect pagination loops."""
+    def key(self) -> RequestKey:
+        """Identity used to detect pagination loops (hashable, cheap: no URL encoding)."""
         body = json.dumps(self.json_body, sort_keys=True) if self.json_body else ""
-        return f"{self.method} {self.url}?{urlencode(sorted(self.params))} {body}"
+        return (self.method, self.url, tuple(sorted(self.params)), body)
 
     def to_state(self) -> dict[str, Any]:
         """JSON form stored in checkpoints."""
@@ -245,6 +247,13 @@ class HttpClient:
             ),
         )
         self.requests = 0
+        # one policy for every request (tenacity keeps each call's state thread-local)
+        self._retrying = Retrying(
+            stop=stop_after_attempt(config.retry.attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((RetryableStatus, httpx.TransportError)),
+            reraise=True,
+        )
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -271,14 +280,8 @@ class HttpClient:
     def send(self, request: Request, headers: dict[str, str] | None = None) -> Response:
         """Send with the budget and retries; raise a classified error on failure."""
         where = Where(self, request)
-        retrying = Retrying(
-            stop=stop_after_attempt(self.config.retry.attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type((RetryableStatus, httpx.TransportError)),
-            reraise=True,
-        )
         try:
-            return retrying(self._send_once, request, headers or {}, where)
+            return self._retrying(self._send_once, request, headers or {}, where)
         except RetryableStatus as exc:
             raise TransientError(
                 f"{where} still failed after {self.config.retry.attempts} attempts "

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -32,10 +33,15 @@ _LONG_NUMBER = re.compile(rb"[0-9][0-9.eE+-]{15,}")
 def loads(body: bytes) -> tuple[Any, bool]:
     """Parse a response body: (value, whether it holds numbers a float64 may not keep).
 
-    With long numbers, floats are parsed as ``Decimal`` so that every digit survives."""
+    With long numbers, floats are parsed as ``Decimal`` so that every digit survives. Plain
+    bodies go through orjson; what it refuses (``NaN``, ``1e400``) is parsed by the standard
+    library and marked like long numbers, so that :func:`dumps` writes it back unchanged."""
     if _LONG_NUMBER.search(body):
         return json.loads(body, parse_float=Decimal), True
-    return json.loads(body), False
+    try:
+        return orjson.loads(body), False
+    except orjson.JSONDecodeError:
+        return json.loads(body), True
 
 
 def dumps(value: Any) -> bytes:
@@ -72,7 +78,7 @@ class PageTyper:
                     io.BytesIO(text),
                     read_options=pj.ReadOptions(use_threads=False, block_size=len(text) + 1),
                     parse_options=pj.ParseOptions(
-                        newlines_in_values=True,
+                        newlines_in_values=b"\n" in text,
                         explicit_schema=explicit,
                         unexpected_field_behavior="infer",
                     ),
@@ -121,8 +127,36 @@ class PageTyper:
         body held long numbers, see :func:`loads`)."""
         if not records:
             return None, None
-        text = b'{"rows":' + dumps(records) + b"}"
+        # orjson writes what it parsed back exactly; other values take the exact path
+        body = dumps(records) if exact else orjson.dumps(records)
+        text = b'{"rows":' + body + b"}"
         return self._typed(text, len(records), page, exact, lambda: records)
+
+    def pages(
+        self, pages: list[tuple[list[Any], int, bool]]
+    ) -> tuple[list[pa.RecordBatch], Quarantined | None]:
+        """Several pages' ``(records, page number, exact)`` typed as one document: one Arrow
+        parse instead of one per page. When the pages do not type together or a row is
+        rejected, each page is typed on its own (positions name the page and item), giving
+        a batch per page."""
+        records = [r for recs, _, _ in pages for r in recs]
+        if not records:
+            return [], None
+        exact = any(e for _, _, e in pages)
+        body = dumps(records) if exact else orjson.dumps(records)
+        table = self._parse_text(b'{"rows":' + body + b"}", len(records), exact)
+        if table is not None and table.num_rows:
+            typed, rejected = self.typing.apply(table.combine_chunks().to_batches()[0])
+            if not rejected:
+                return [typed], None
+        batches, quarantined = [], []
+        for recs, number, e in pages:
+            batch, q = self.page(recs, number, e)
+            if batch is not None:
+                batches.append(batch)
+            if q is not None and q.rows.num_rows:
+                quarantined.append(q.rows)
+        return batches, (Quarantined(pa.concat_tables(quarantined)) if quarantined else None)
 
     def page_texts(
         self, items: list[str], page: int

@@ -19,7 +19,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import jmespath
@@ -27,14 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aggregator.connectors.rest.config import RestConfig, RestStreamConfig
-from aggregator.connectors.rest.http import HttpClient, Request, Response
+from aggregator.connectors.rest.http import HttpClient, Request, RequestKey, Response
 from aggregator.connectors.rest.pagination import Paginator
 from aggregator.connectors.rest.records import PageTyper, json_types, loads
 from aggregator.connectors.sdk import CheckResult, Source
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import AggregatorError, ConfigError
 from aggregator.core.inference import cast_text
-from aggregator.core.messages import Checkpoint, Log, Message, Quarantined, Records
+from aggregator.core.messages import Checkpoint, Log, Message, Quarantined, Records, StreamInfo
 
 
 @dataclass
@@ -184,7 +184,7 @@ class RestSource(Source[RestConfig]):
         requests, so parsing overlaps with waiting for the network.
         """
         paginator = self._paginator(cfg)
-        seen: set[str] = set()
+        seen: set[RequestKey] = set()
         if not paginator.predictable:
             request: Request | None = resume or base
             k = start
@@ -219,7 +219,11 @@ class RestSource(Source[RestConfig]):
                     future.cancel()
 
     def _next(
-        self, paginator: Paginator, base: Request, page: Page, seen: set[str]
+        self,
+        paginator: Paginator,
+        base: Request,
+        page: Page,
+        seen: set[RequestKey],
     ) -> Request | _Loop | None:
         seen.add(page.request.key())
         if page.error is not None:
@@ -281,10 +285,30 @@ class RestSource(Source[RestConfig]):
         schema = (
             pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
         )
+        stream = self._stream_of(cfg, schema, None, total)
+        per_record = size / records if records else None
+        return replace(
+            stream,
+            metadata={
+                **stream.metadata,
+                "sampled_pages": pages,
+                "sampled_records": records,
+                "bytes_per_record": round(per_record) if per_record else None,
+                "estimated_bytes": round(per_record * total) if per_record and total else None,
+            },
+        )
+
+    def _stream_of(
+        self, cfg: RestStreamConfig, schema: pa.Schema, page: Page | None, total: int | None
+    ) -> Stream:
+        """The stream typed as ``schema``; sizes estimated from ``page`` and the reported
+        ``total`` (JSON types are the source-native types)."""
         cursor = (cfg.incremental.cursor_field,) if cfg.incremental else ()
         modes = (
             (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL) if cursor else (SyncMode.FULL_REFRESH,)
         )
+        count = len(page.records or []) if page is not None else 0
+        size = len(page.response.body) if page is not None else 0
         return Stream(
             name=cfg.name,
             schema=schema,
@@ -294,11 +318,8 @@ class RestSource(Source[RestConfig]):
             metadata={
                 "path": cfg.path,
                 "parent": cfg.parent,
-                "sampled_pages": pages,
-                "sampled_records": records,
-                "bytes_per_record": round(size / records) if records else None,
                 "estimated_rows": total,
-                "estimated_bytes": round(size / records * total) if records and total else None,
+                "estimated_bytes": round(size / count * total) if count and total else None,
                 "declared_types": json_types(schema),
             },
         )
@@ -346,11 +367,18 @@ class RestSource(Source[RestConfig]):
             return base
 
         number = 0
-        buffer = _Buffer(stream.batch_size, self.config.checkpoint_seconds)
+        first: list[Page] = []  # the first page, for the size estimate
+
+        def describe(schema: pa.Schema) -> StreamInfo:
+            total = self._paginator(cfg).total(first[0].data) if first else None
+            return self._stream_of(cfg, schema, first[0] if first else None, total).info()
+
+        buffer = _Buffer(stream.batch_size, self.config.checkpoint_seconds, describe)
         if cfg.parent is not None:
             for parent, pages, loop in self._child_pages(cfg, based):
                 for page in pages:
                     number += 1
+                    first[:] = first or [page]
                     buffer.add(self._page_messages(cfg, typer, cursor, page, number, parent))
                 if loop is not None:
                     buffer.add([Log("warning", f"stream {cfg.name!r}: {loop}")])
@@ -365,15 +393,22 @@ class RestSource(Source[RestConfig]):
             start = int(state.get("page") or 0)
             resume = Request.from_state(state["next"], base)
             yield Log("info", f"stream {cfg.name!r}: resuming at page {start + 1}")
+        group: list[tuple[Page, int]] = []  # pages typed together (one Arrow parse)
         try:
             for page, nxt in self._pages(cfg, base, start, resume):
                 number += 1
-                buffer.add(self._page_messages(cfg, typer, cursor, page, number, None))
-                if nxt is not None and buffer.due():
+                first[:] = first or ([page] if page.index == 0 else [])
+                group.append((page, number))
+                due = buffer.due()  # once: a checkpoint must follow every page before it
+                if nxt is None or due or len(group) >= self.config.concurrency:
+                    buffer.add(self._group_messages(cfg, typer, cursor, group))
+                    group = []
+                if nxt is not None and due:
                     yield from buffer.flush()
                     yield checkpoint(page.index + 1, nxt)
         except _Loop as loop:
             buffer.add([Log("warning", f"stream {cfg.name!r}: {loop}")])
+        buffer.add(self._group_messages(cfg, typer, cursor, group))
         yield from buffer.flush()
         yield checkpoint()
 
@@ -404,6 +439,29 @@ class RestSource(Source[RestConfig]):
             finally:
                 for future in ahead:
                     future.cancel()
+
+    def _group_messages(
+        self,
+        cfg: RestStreamConfig,
+        typer: PageTyper,
+        cursor: _Cursor | None,
+        group: list[tuple[Page, int]],
+    ) -> list[Message]:
+        """Messages of consecutive root-stream pages, typed together when none failed."""
+        if len(group) < 2 or any(page.error is not None for page, _ in group):
+            return [
+                m
+                for page, number in group
+                for m in self._page_messages(cfg, typer, cursor, page, number, None)
+            ]
+        batches, quarantined = typer.pages([(p.records or [], n, p.exact) for p, n in group])
+        out: list[Message] = [quarantined] if quarantined is not None else []
+        for batch in batches:
+            if cursor is not None:
+                batch = cursor.apply(batch)
+            if batch.num_rows:
+                out.append(Records(batch))
+        return out
 
     def _page_messages(
         self,
@@ -449,7 +507,10 @@ class _Buffer:
     at most every ``seconds`` (each commit is a destination transaction): one ``Records``
     of the pages' rows, then their quarantined rows and logs."""
 
-    def __init__(self, rows: int, seconds: float) -> None:
+    def __init__(
+        self, rows: int, seconds: float, describe: Callable[[pa.Schema], StreamInfo]
+    ) -> None:
+        self.describe: Callable[[pa.Schema], StreamInfo] | None = describe
         self.rows = rows
         self.seconds = seconds
         self.batches: list[pa.RecordBatch] = []
@@ -475,7 +536,11 @@ class _Buffer:
         return self.full() or time.monotonic() - self.flushed >= self.seconds
 
     def flush(self) -> Iterator[Message]:
-        """The held messages, rows combined into as few batches as their schemas allow."""
+        """The held messages, rows combined into as few batches as their schemas allow; the
+        stream's :class:`StreamInfo` before the first rows."""
+        if self.describe is not None and self.batches:
+            yield self.describe(self.batches[0].schema)
+            self.describe = None
         if len(self.batches) == 1:
             yield Records(self.batches[0])
         elif self.batches:

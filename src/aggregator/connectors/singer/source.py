@@ -133,31 +133,30 @@ class SingerSource(Source[SingerSourceConfig]):
 
     def discover(self) -> Catalog:
         """Streams with schemas mapped from the tap's JSON Schemas."""
-        streams = []
-        for entry in self.singer_catalog().get("streams", []):
-            top: dict[str, Any] = next(
-                (m["metadata"] for m in entry.get("metadata", []) if m.get("breadcrumb") == []), {}
-            )
-            keys = entry.get("key_properties") or top.get("table-key-properties") or []
-            replication = entry.get("replication_key") or top.get("replication-key")
-            streams.append(
-                Stream(
-                    name=entry["tap_stream_id"],
-                    schema=arrow_schema(entry.get("schema") or {}),
-                    primary_key=tuple(keys),
-                    cursor_candidates=(replication,) if replication else (),
-                    sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
-                    metadata={
-                        "tap": self.config.tap,
-                        "json_schema": entry.get("schema"),
-                        "declared_types": declared_types(entry.get("schema") or {}),
-                        "estimated_rows": top.get("row-count"),
-                        "replication_method": top.get("forced-replication-method")
-                        or entry.get("replication_method"),
-                    },
-                )
-            )
-        return Catalog(tuple(streams))
+        return Catalog(tuple(self._stream_of(e) for e in self.singer_catalog().get("streams", [])))
+
+    def _stream_of(self, entry: dict[str, Any]) -> Stream:
+        """A Singer catalog entry as a stream (keys and replication key from its metadata)."""
+        top: dict[str, Any] = next(
+            (m["metadata"] for m in entry.get("metadata", []) if m.get("breadcrumb") == []), {}
+        )
+        keys = entry.get("key_properties") or top.get("table-key-properties") or []
+        replication = entry.get("replication_key") or top.get("replication-key")
+        return Stream(
+            name=entry["tap_stream_id"],
+            schema=arrow_schema(entry.get("schema") or {}),
+            primary_key=tuple(keys),
+            cursor_candidates=(replication,) if replication else (),
+            sync_modes=(SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL),
+            metadata={
+                "tap": self.config.tap,
+                "json_schema": entry.get("schema"),
+                "declared_types": declared_types(entry.get("schema") or {}),
+                "estimated_rows": top.get("row-count"),
+                "replication_method": top.get("forced-replication-method")
+                or entry.get("replication_method"),
+            },
+        )
 
     def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
         """Run the tap for ``stream`` and translate its messages."""
@@ -169,6 +168,8 @@ class SingerSource(Source[SingerSourceConfig]):
         parser = SingerParser(stream.name, self.config.tap)
         floor = None
         for entry in catalog.get("streams", []):
+            if entry.get("tap_stream_id") == stream.name:
+                yield self._stream_of(entry).info()
             if entry.get("tap_stream_id") == stream.name and entry.get("schema"):
                 parser.set_schema(entry["schema"])
                 if self.config.skip_bookmarked:

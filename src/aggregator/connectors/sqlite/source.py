@@ -171,27 +171,13 @@ class SQLiteSource(Source[SQLiteSourceConfig]):
 
     def discover(self) -> Catalog:
         """Tables and views, typed columns, primary keys and cursor candidates."""
-        streams = []
         with closing(self._connect()) as con:
-            for name, kind in self._relation_names(con):
-                rel = self._relation(con, name, kind)
-                cursors = tuple(f.name for f in rel.schema if _is_cursor_type(f.type))
-                modes = (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL)
-                streams.append(
-                    Stream(
-                        name=name,
-                        schema=rel.schema,
-                        primary_key=rel.primary_key,
-                        cursor_candidates=cursors,
-                        sync_modes=modes if cursors else (SyncMode.FULL_REFRESH,),
-                        metadata={
-                            "kind": kind,
-                            "declared_types": rel.declared,
-                            "rowid": rel.rowid is not None,
-                        },
-                    )
+            return Catalog(
+                tuple(
+                    _stream(name, kind, self._relation(con, name, kind))
+                    for name, kind in self._relation_names(con)
                 )
-        return Catalog(tuple(streams))
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -202,6 +188,7 @@ class SQLiteSource(Source[SQLiteSourceConfig]):
             if stream.name not in kinds:
                 raise ConfigError(f"stream {stream.name!r} is not a table or view of the source")
             rel = self._relation(con, stream.name, kinds[stream.name])
+            yield _stream(stream.name, kinds[stream.name], rel).info()
             yield from self._read(con, rel, stream, state or {})
 
     def _read(
@@ -317,3 +304,16 @@ class SQLiteSource(Source[SQLiteSourceConfig]):
                 positions.append(f"{rel.name}:row={ordinal + row + 1}")
             raws.append(row_raw(schema.names, rows[row][offset:]))
         return batch.filter(keep), Quarantined.of(reasons, positions, raws)  # type: ignore[arg-type]
+
+
+def _stream(name: str, kind: str, rel: _Relation) -> Stream:
+    cursors = tuple(f.name for f in rel.schema if _is_cursor_type(f.type))
+    modes = (SyncMode.FULL_REFRESH, SyncMode.INCREMENTAL)
+    return Stream(
+        name=name,
+        schema=rel.schema,
+        primary_key=rel.primary_key,
+        cursor_candidates=cursors,
+        sync_modes=modes if cursors else (SyncMode.FULL_REFRESH,),
+        metadata={"kind": kind, "declared_types": rel.declared, "rowid": rel.rowid is not None},
+    )

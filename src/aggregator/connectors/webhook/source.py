@@ -156,6 +156,7 @@ class WebhookSource(Source[WebhookConfig]):
     def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
         """Yield the stream's events after the saved ``seq``, one batch per page."""
         row = self._row(stream.name)
+        yield self._discover(row).info()
         after = 0
         if stream.sync_mode is SyncMode.INCREMENTAL:
             after = int((state or {}).get("cursor") or 0)

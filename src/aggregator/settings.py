@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
     redis_url: str | None = Field(None, description="Redis for rate limits; memory otherwise.")
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal or IP.")
+    auth_cache_seconds: float = Field(
+        2.0, ge=0, le=60, description="How long a worker trusts a checked session (0: never)."
+    )
     login_attempts_per_window: int = Field(
         5, ge=1, description="Failed logins per account and per IP in 15 minutes."
     )

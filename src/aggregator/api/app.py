@@ -16,6 +16,7 @@ from aggregator.api.metrics import ApiMetrics
 from aggregator.api.middleware import GatewayMiddleware
 from aggregator.api.platform import Platform
 from aggregator.api.routes import (
+    alerts,
     apikeys,
     audit,
     auth,
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, store: MetadataStore | None = N
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        platform.webhooks.resume()
+        platform.webhooks.start()  # pending deliveries now, then a sweep every minute
         yield
         platform.close()
         platform.webhooks.close()
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, store: MetadataStore | None = N
         audit,
         ingest,
         webhooks,
+        alerts,
         preview,
         schemas,
         lineage,

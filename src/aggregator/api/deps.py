@@ -28,8 +28,8 @@ CSRF_HEADER = "x-csrf-token"
 _SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_platform(request: Request) -> Platform:
-    """The application's platform."""
+async def get_platform(request: Request) -> Platform:
+    """The application's platform (async: no worker-thread hop for a dictionary lookup)."""
     platform: Platform = request.app.state.platform
     return platform
 
@@ -37,10 +37,15 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_session(platform: PlatformDep) -> Iterator[Session]:
-    """An ORM session for this request."""
-    with platform.store.session() as s:
-        yield s
+def get_session(request: Request, platform: PlatformDep) -> Iterator[Session]:
+    """An ORM session for this request. After a state-changing request the cache of checked
+    sessions is emptied (it may have ended a session or changed a user)."""
+    try:
+        with platform.store.session() as s:
+            yield s
+    finally:
+        if request.method not in _SAFE:
+            platform.principals.clear()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -60,9 +65,10 @@ def csrf_token_for(platform: Platform, session_id: str) -> str:
     return hmac.new(platform.jwt_key.encode(), f"csrf:{session_id}".encode(), sha256).hexdigest()
 
 
-def rate_limit(platform: Platform, key: str) -> None:
-    """Count one request for ``key``; 429 with Retry-After when over the limit."""
-    decision = platform.limiter.hit(key, platform.settings.rate_limit_per_minute, 60)
+def rate_limit(platform: Platform, *keys: str) -> None:
+    """Count one request for each key (one Redis round trip); 429 with Retry-After when
+    any is over the limit."""
+    decision = platform.limiter.hit_many(list(keys), platform.settings.rate_limit_per_minute, 60)
     if not decision.allowed:
         raise ApiError(
             429,
@@ -77,9 +83,22 @@ def _unauthorized(message: str = "authentication required") -> ApiError:
 
 
 def current_principal(request: Request, platform: PlatformDep, s: SessionDep) -> Principal:
-    """Authenticate by API key, bearer access token, or the access cookie (+ CSRF)."""
-    ip = client_ip(request, platform)
-    rate_limit(platform, f"ip:{ip}")
+    """Authenticate by API key, bearer access token, or the access cookie (+ CSRF); then
+    count the request against the IP's and the principal's limits together (a refused
+    attempt counts against the IP)."""
+    ip_key = f"ip:{client_ip(request, platform)}"
+    try:
+        principal = _authenticate(request, platform, s)
+    except ApiError:
+        rate_limit(platform, ip_key)
+        raise
+    subject = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+    rate_limit(platform, ip_key, subject)
+    request.state.principal = principal
+    return principal
+
+
+def _authenticate(request: Request, platform: Platform, s: Session) -> Principal:
     header = request.headers.get("authorization", "")
     presented = request.headers.get("x-api-key") or (
         header[7:].strip() if header.lower().startswith("bearer ") else ""
@@ -99,17 +118,20 @@ def current_principal(request: Request, platform: PlatformDep, s: SessionDep) ->
             claims = tokens.decode_access_token(platform.jwt_key, token)
         except tokens.InvalidToken:
             raise _unauthorized("invalid or expired token") from None
-        principal = identity.principal_from_access(s, claims, platform.settings.require_admin_mfa)
+        cached = request.method in _SAFE  # writes always check the database
+        principal = platform.principals.get(claims.session_id, claims.user_id) if cached else None
         if principal is None:
-            raise _unauthorized("session ended")
+            principal = identity.principal_from_access(
+                s, claims, platform.settings.require_admin_mfa
+            )
+            if principal is None:
+                raise _unauthorized("session ended")
+            platform.principals.put(claims.session_id, claims.user_id, principal)
         if via_cookie and request.method not in _SAFE:
             expected = csrf_token_for(platform, claims.session_id)
             sent = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent.encode(), expected.encode()):
                 raise ApiError(403, "csrf_failed", "missing or invalid CSRF token")
-    subject = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-    rate_limit(platform, subject)
-    request.state.principal = principal
     return principal
 
 
@@ -122,7 +144,10 @@ class Authorize:
     def __init__(self, permission: Permission | None) -> None:
         self.permission = permission
 
-    def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
+        """Check the permission (async: pure computation, no worker-thread hop)."""
         if self.permission is not None and principal.mfa_setup_required:
             raise ApiError(403, "mfa_required", "set up MFA first (POST /api/v1/auth/mfa/setup)")
         if self.permission is not None and not principal.can(self.permission):

@@ -9,6 +9,7 @@ from typing import Any
 
 from aggregator.metadata.store import MetadataStore
 from aggregator.security import crypto, tokens
+from aggregator.security.principal_cache import PrincipalCache
 from aggregator.security.ratelimit import RateLimiter, make_limiter
 from aggregator.settings import Settings
 
@@ -27,6 +28,7 @@ class Platform:
     lock: threading.Lock = field(default_factory=threading.Lock)
     oidc: Any = None  # OidcClient, created at first use
     webhooks: Any = None  # services.webhooks.WebhookDispatcher, set by create_app
+    principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
 
     @classmethod
     def build(cls, settings: Settings, store: MetadataStore | None = None) -> Platform:
@@ -39,6 +41,7 @@ class Platform:
             limiter=make_limiter(settings.redis_url),
             jwt_key=tokens.signing_key(secret, str(settings.home / "jwt.key")),
             runs=ThreadPoolExecutor(settings.api_run_workers, thread_name_prefix="api-run"),
+            principals=PrincipalCache(settings.auth_cache_seconds),
         )
 
     def close(self) -> None:

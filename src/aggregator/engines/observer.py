@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from aggregator.metadata.store import StreamRunRecord
+from aggregator.metadata.store import MetadataStore, RunRecord, StreamRunRecord
+
+#: Called once a run's record is stored (``LocalEngine(on_finished=...)``).
+RunFinished = Callable[[MetadataStore, RunRecord], None]
 
 
 class RunObserver:
@@ -24,3 +28,11 @@ class RunObserver:
 
     def log(self, stream: str | None, level: str, message: str) -> None:
         """A line for the run log (a source's ``Log`` message or an engine event)."""
+
+
+def notify_run_finished(store: MetadataStore, record: RunRecord) -> None:
+    """The default :data:`RunFinished` hook: alert rules and outbound webhooks of the run's
+    workspace (``aggregator.security.notifications``; never raises)."""
+    from aggregator.security.notifications import run_finished
+
+    run_finished(store, record)

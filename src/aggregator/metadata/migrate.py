@@ -32,6 +32,7 @@ _MODEL_MODULES = (
     "aggregator.metadata.ingest_models",
     "aggregator.metadata.lineage_models",
     "aggregator.metadata.webhook_models",
+    "aggregator.metadata.alert_models",
 )
 
 

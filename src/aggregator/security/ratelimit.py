@@ -23,6 +23,9 @@ class RateLimiter(Protocol):
     def hit(self, key: str, limit: int, window: int) -> Decision:
         """Count one hit of ``key``; allowed while the window holds at most ``limit``."""
 
+    def hit_many(self, keys: list[str], limit: int, window: int) -> Decision:
+        """Count one hit of each key at once; allowed only while every key is."""
+
     def count(self, key: str, window: int) -> int:
         """Hits of ``key`` in the current window (without counting one)."""
 
@@ -53,6 +56,10 @@ class MemoryRateLimiter:
             self._counts[(key, start)] = n
         return Decision(n <= limit, max(0, limit - n), left if n > limit else 0)
 
+    def hit_many(self, keys: list[str], limit: int, window: int) -> Decision:
+        """See :class:`RateLimiter`."""
+        return _most_limited([self.hit(key, limit, window) for key in keys])
+
     def count(self, key: str, window: int) -> int:
         """See :class:`RateLimiter`."""
         start, _ = _window(window)
@@ -66,14 +73,37 @@ class MemoryRateLimiter:
             self._counts.pop((key, start), None)
 
 
+def _most_limited(decisions: list[Decision]) -> Decision:
+    """One decision for several keys: refused if any is, the longest wait, the least left."""
+    return Decision(
+        all(d.allowed for d in decisions),
+        min(d.remaining for d in decisions),
+        max(d.retry_after for d in decisions),
+    )
+
+
+#: INCR every key (EXPIRE when it is new): several counters in one round trip, atomically.
+_HIT_SCRIPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  counts[i] = n
+end
+return counts
+"""
+
+
 class RedisRateLimiter:
-    """Counters in Redis: ``INCR`` plus ``EXPIRE`` on a key per window."""
+    """Counters in Redis: ``INCR`` plus ``EXPIRE`` on a key per window, in a Lua script
+    (one round trip per request, whatever the number of keys)."""
 
     def __init__(self, url: str, namespace: str = "aggregator:rl") -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=2)
         self._ns = namespace
+        self._hit = self._redis.register_script(_HIT_SCRIPT)
 
     def _key(self, key: str, window: int) -> str:
         start, _ = _window(window)
@@ -81,13 +111,16 @@ class RedisRateLimiter:
 
     def hit(self, key: str, limit: int, window: int) -> Decision:
         """See :class:`RateLimiter`."""
-        name = self._key(key, window)
-        pipe = self._redis.pipeline()
-        pipe.incr(name)
-        pipe.expire(name, window + 1)
-        n = int(pipe.execute()[0])
+        return self.hit_many([key], limit, window)
+
+    def hit_many(self, keys: list[str], limit: int, window: int) -> Decision:
+        """See :class:`RateLimiter`."""
+        names = [self._key(key, window) for key in keys]
+        counts = self._hit(keys=names, args=[window + 1])
         _, left = _window(window)
-        return Decision(n <= limit, max(0, limit - n), left if n > limit else 0)
+        return _most_limited(
+            [Decision(n <= limit, max(0, limit - n), left if n > limit else 0) for n in counts]
+        )
 
     def count(self, key: str, window: int) -> int:
         """See :class:`RateLimiter`."""

@@ -7,10 +7,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import text
 
+from aggregator.metadata.migrate import all_metadata
 from aggregator.metadata.store import MetadataStore
 from tests.integration.api.pgdb import fresh_database
 from tests.unit.api.helpers import Api, make_api
+
+#: Rows the migrations seed (roles, the default workspace, the audit chain's head) and the
+#: append-only audit log (its hash chain must stay whole): kept between tests.
+KEPT_TABLES = frozenset({"alembic_version", "roles", "workspaces", "audit_events", "audit_head"})
+
+
+def emptied_tables() -> list[str]:
+    """Every metadata table but :data:`KEPT_TABLES`, derived from the models (never rots)."""
+    return sorted(t.name for t in all_metadata().sorted_tables if t.name not in KEPT_TABLES)
 
 
 @pytest.fixture(scope="session")
@@ -31,15 +42,11 @@ def clean_redis(redis_url: str) -> str:
 
 @pytest.fixture
 def pg_api(tmp_path: Path, pg_metadata_url: str, clean_redis: str) -> Iterator[Api]:
-    """An API on PostgreSQL metadata with Redis rate limits; tables emptied per test."""
+    """An API on PostgreSQL metadata with Redis rate limits; every table but
+    :data:`KEPT_TABLES` emptied per test."""
     store = MetadataStore(pg_metadata_url)
     with store.engine.begin() as conn:
-        from sqlalchemy import text
-
-        conn.execute(text(
-            "TRUNCATE users, connections, pipelines, pipeline_versions, api_keys, "
-            "auth_sessions, refresh_tokens, runs, run_streams CASCADE"
-        ))  # fmt: skip
+        conn.execute(text(f"TRUNCATE {', '.join(emptied_tables())} CASCADE"))
     built = make_api(tmp_path / "home", store, redis_url=clean_redis)
     with built.client:
         yield built

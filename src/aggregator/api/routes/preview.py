@@ -44,7 +44,7 @@ def preview_stream(
     stream: str,
     platform: PlatformDep,
     s: SessionDep,
-    who: Annotated[Principal, requires(P.PIPELINES_READ)],
+    who: Annotated[Principal, requires(P.DATA_READ)],
     filter: Annotated[
         str | None,
         Query(max_length=2000, description="e.g. `amount > 10 and status in ('paid','sent')`"),

@@ -58,6 +58,7 @@ class _Reader(Protocol):
     placeholder: str
     ilike: bool
     decimals: bool
+    row_order: str
 
     def columns(self, table: str) -> list[tuple[str, str]]: ...
 
@@ -68,6 +69,7 @@ class _Reader(Protocol):
 
 class _DuckDB:
     placeholder, ilike, decimals = "?", True, True
+    row_order = "rowid"  # last sort key: pages are stable without a ``sort``
 
     def __init__(self, con: Any, schema: str) -> None:
         self.con, self.schema = con, schema
@@ -76,7 +78,7 @@ class _DuckDB:
         return [
             (str(n), str(t))
             for n, t in self.fetch(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE "
+                "SELECT column_name, data_type FROM information_schema.columns WHERE "  # nosec B608
                 f"table_schema = {self.placeholder} AND table_name = {self.placeholder} "
                 "ORDER BY ordinal_position",
                 [self.schema, table],
@@ -93,6 +95,7 @@ class _DuckDB:
 
 class _Postgres(_DuckDB):
     placeholder = "%s"
+    row_order = "ctid"
 
     def fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with self.con.cursor() as cur:
@@ -102,6 +105,7 @@ class _Postgres(_DuckDB):
 
 class _SQLite:
     placeholder, ilike, decimals = "?", False, False
+    row_order = "rowid"
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
@@ -195,8 +199,9 @@ def preview(destination: DestinationSpec, table: str, request: PreviewRequest) -
         params = list(where.params) if where else []
         listed = ", ".join(quote_ident(c) for c, _ in columns)
         sql = f"SELECT {listed} FROM {source}{clause}"  # nosec B608 - validated identifiers, bound values
-        if order:
-            sql += f" ORDER BY {order}"
+        # the physical row id breaks ties, so that offsets page through a stable order
+        keys = f"{order}, {reader.row_order}" if order else reader.row_order
+        sql += f" ORDER BY {keys}"
         sql += f" LIMIT {int(request.limit) + 1} OFFSET {int(request.offset)}"
         rows = _run(reader, sql, params)
         total = None

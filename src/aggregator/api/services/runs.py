@@ -65,7 +65,8 @@ def trigger(
         if origin is not None:
             _record_origin(platform.store, run_id, origin)
         recorder = RunRecorder(platform.store, run_id)
-        engine = LocalEngine(platform.store, recorder)
+        hook = platform.webhooks.on_run_finished if platform.webhooks is not None else None
+        engine = LocalEngine(platform.store, recorder, on_finished=hook)  # alerts, webhooks
     except BaseException:
         with platform.lock:
             platform.running.pop(spec.name, None)
@@ -92,8 +93,6 @@ def trigger(
                 _engines.pop(run_id, None)
             with platform.lock:
                 platform.running.pop(spec.name, None)
-            if platform.webhooks is not None:  # signed run.succeeded/failed notifications
-                platform.webhooks.run_finished(run_id)
 
     future: Future[RunRecord] = platform.runs.submit(execute)
     future.add_done_callback(lambda f: recorder.started.set())

@@ -6,6 +6,9 @@ attempt is appended to ``webhook_attempts``; 2xx delivers, 408/429/5xx and netwo
 are retried with exponential backoff (tenacity) up to ``AGGREGATOR_WEBHOOK_ATTEMPTS``,
 anything else (other 4xx, redirects, an address the outbound guard refuses) fails at once.
 Pending deliveries left by a stopped server are resumed at start-up.
+
+Every finished run (API or CLI) is notified through :meth:`WebhookDispatcher.notify_run`:
+the run event to subscribed webhooks and alerts of matching rules (``alerts.py``).
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from aggregator import __version__
 from aggregator.api.errors import ApiError
+from aggregator.api.services import alerts
 from aggregator.metadata.control_models import Pipeline
-from aggregator.metadata.store import MetadataStore
+from aggregator.metadata.store import MetadataStore, RunRecord
 from aggregator.metadata.webhook_models import Webhook, WebhookAttempt, WebhookDelivery
 from aggregator.security import audit, webhook_signing
 from aggregator.security.crypto import SecretBox
+from aggregator.security.identity import DEFAULT_WORKSPACE
 from aggregator.security.outbound import OutboundBlocked, OutboundPolicy, guarded_client
 from aggregator.settings import Settings
 
@@ -44,6 +49,7 @@ _RETRY_STATUSES = frozenset({408, 429})
 _TIMEOUT = 10.0
 _MAX_BACKOFF = 300.0
 _LEASE = _TIMEOUT * 3 + 30  # an attempt in flight longer than this is presumed dead
+SWEEP_SECONDS = 60.0
 
 
 def aad(webhook_id: str) -> str:
@@ -266,28 +272,59 @@ class WebhookDispatcher:
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._in_flight = 0
+        self._queued: set[str] = set()  # delivery ids queued or running in this process
+        self._sweeper: threading.Thread | None = None
 
     # --- events -------------------------------------------------------------------------
 
     def run_finished(self, run_id: str) -> list[str]:
-        """Emit ``run.succeeded`` or ``run.failed`` for a finished run (never raises)."""
+        """Notify about a finished run by id (see :meth:`notify_run`; never raises)."""
         try:
             record = self.store.get_run(run_id)
-            if record is None:
-                return []
-            with self.store.session() as s:
-                workspace_id = s.scalar(
-                    select(Pipeline.workspace_id).where(Pipeline.name == record.pipeline)
-                )
-            if workspace_id is None:
-                return []
-            event = "run.succeeded" if record.status == "succeeded" else "run.failed"
-            data = record.to_json()
-            return self.emit(workspace_id, event, data, pipeline=record.pipeline)
-        except Exception as exc:  # a notification problem must never break a run
-            # no traceback: its frames' locals may hold decrypted targets
+        except Exception as exc:
             log.error("webhook.emit_failed", run_id=run_id, error=type(exc).__name__)
             return []
+        return self.notify_run(record) if record is not None else []
+
+    def on_run_finished(self, store: MetadataStore, record: RunRecord) -> None:
+        """The engine's run-finished hook (``LocalEngine(on_finished=...)``)."""
+        self.notify_run(record)
+
+    def notify_run(self, record: RunRecord) -> list[str]:
+        """``run.succeeded``/``run.failed`` to subscribed webhooks and an alert per matching
+        rule, written in one transaction, then sent; the delivery ids (never raises).
+
+        A run of a pipeline the control plane does not know (``aggregator run file.yml``)
+        belongs to the default workspace.
+        """
+        try:
+            record = self.store.get_run(record.id) or record  # as stored (and as the API shows)
+            with self.store.session() as s:
+                workspace_id = (
+                    s.scalar(select(Pipeline.workspace_id).where(Pipeline.name == record.pipeline))
+                    or DEFAULT_WORKSPACE
+                )
+                # a cancelled run is a run.failed too (``data.status`` tells them apart)
+                event = "run.succeeded" if record.status == "succeeded" else "run.failed"
+                created = self._queue(
+                    s, workspace_id, event, record.to_json(), pipeline=record.pipeline
+                )
+                created += alerts.raise_alerts(s, workspace_id, record, self.queue_for)
+                s.commit()
+        except Exception as exc:  # a notification problem must never break a run
+            # no traceback: its frames' locals may hold decrypted targets
+            log.error("webhook.emit_failed", run_id=record.id, error=type(exc).__name__)
+            return []
+        for delivery_id in created:
+            self.submit(delivery_id)
+        return created
+
+    def queue_for(
+        self, s: Session, workspace_id: str, event: str, data: dict[str, Any], webhook_id: str
+    ) -> str | None:
+        """Queue ``event`` for one webhook (if active) in ``s``; the delivery id."""
+        ids = self._queue(s, workspace_id, event, data, webhook_id=webhook_id)
+        return ids[0] if ids else None
 
     def emit(
         self,
@@ -298,41 +335,80 @@ class WebhookDispatcher:
         webhook_id: str | None = None,
     ) -> list[str]:
         """Write a pending delivery per subscribed webhook, then send them; their ids."""
-        event_id = str(uuid.uuid4())
-        now = datetime.now(UTC)
-        payload = {"id": event_id, "type": event, "created_at": now.isoformat(), "data": data}
-        created: list[str] = []
         with self.store.session() as s:
-            query = select(Webhook).where(
-                Webhook.workspace_id == workspace_id, Webhook.active.is_(True)
-            )
-            if webhook_id is not None:
-                query = query.where(Webhook.id == webhook_id)
-            for hook in s.scalars(query):
-                if webhook_id is None and event not in hook.events:
-                    continue
-                if pipeline is not None and hook.pipelines and pipeline not in hook.pipelines:
-                    continue
-                delivery = WebhookDelivery(
-                    id=str(uuid.uuid4()), webhook_id=hook.id, event_id=event_id, event=event,
-                    payload=payload, status="pending", attempts=0, created_at=now,
-                )  # fmt: skip
-                s.add(delivery)
-                created.append(delivery.id)
+            created = self._queue(s, workspace_id, event, data, pipeline, webhook_id)
             s.commit()
         for delivery_id in created:
             self.submit(delivery_id)
         return created
 
+    @staticmethod
+    def _queue(
+        s: Session,
+        workspace_id: str,
+        event: str,
+        data: dict[str, Any],
+        pipeline: str | None = None,
+        webhook_id: str | None = None,
+    ) -> list[str]:
+        """Add a pending delivery per subscribed webhook to ``s`` (not committed).
+
+        With ``webhook_id`` only that webhook gets it, whatever events it subscribes to.
+        """
+        event_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        payload = {"id": event_id, "type": event, "created_at": now.isoformat(), "data": data}
+        created: list[str] = []
+        query = select(Webhook).where(
+            Webhook.workspace_id == workspace_id, Webhook.active.is_(True)
+        )
+        if webhook_id is not None:
+            query = query.where(Webhook.id == webhook_id)
+        for hook in s.scalars(query):
+            if webhook_id is None and event not in hook.events:
+                continue
+            if pipeline is not None and hook.pipelines and pipeline not in hook.pipelines:
+                continue
+            delivery = WebhookDelivery(
+                id=str(uuid.uuid4()), webhook_id=hook.id, event_id=event_id, event=event,
+                payload=payload, status="pending", attempts=0, created_at=now,
+            )  # fmt: skip
+            s.add(delivery)
+            created.append(delivery.id)
+        return created
+
     def resume(self) -> int:
-        """Send every delivery still pending (after a restart); how many."""
+        """Send every delivery still pending and not already queued here; how many.
+
+        Called at start-up (deliveries a stopped server left) and by the sweep (deliveries
+        a CLI run left while its receiver was retrying).
+        """
         with self.store.session() as s:
             pending = list(
                 s.scalars(select(WebhookDelivery.id).where(WebhookDelivery.status == "pending"))
             )
-        for delivery_id in pending:
+        with self._idle:
+            fresh = [d for d in pending if d not in self._queued]
+        for delivery_id in fresh:
             self.submit(delivery_id)
-        return len(pending)
+        return len(fresh)
+
+    def start(self, sweep_seconds: float = SWEEP_SECONDS) -> int:
+        """Resume pending deliveries now and every ``sweep_seconds``; how many now."""
+        resumed = self.resume()
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(
+                target=self._sweep, args=(sweep_seconds,), name="webhook-sweep", daemon=True
+            )
+            self._sweeper.start()
+        return resumed
+
+    def _sweep(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                self.resume()
+            except Exception as exc:  # a metadata hiccup: try again at the next sweep
+                log.warning("webhook.sweep_failed", error=type(exc).__name__)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -340,6 +416,7 @@ class WebhookDispatcher:
         """Queue a delivery on the worker threads."""
         with self._idle:
             self._in_flight += 1
+            self._queued.add(delivery_id)
         self._pool.submit(self._deliver, delivery_id)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -383,6 +460,7 @@ class WebhookDispatcher:
         finally:
             with self._idle:
                 self._in_flight -= 1
+                self._queued.discard(delivery_id)
                 self._idle.notify_all()
 
     def _attempt(self, delivery_id: str) -> None:

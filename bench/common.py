@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ class ToolRun:
 
     cmd: list[str]
     prepare: list[list[str]] = field(default_factory=list)
-    rows: int | None = None  # rows moved, when it differs from the scenario's (a slice)
+    #: rows moved, when fewer than the scenario's: a tool too slow for the whole table reads
+    #: a subset (a view of the first N keys); run.py records ``subset_of`` and says so
+    rows: int | None = None
     note: str = ""
     #: other units moved, reported as ``<unit>_per_s`` (for example ``{"pages": 2000}``)
     units: dict[str, int] = field(default_factory=dict)
@@ -48,3 +52,21 @@ class Scenario:
 
 
 BENCH_DIR = Path(__file__).resolve().parent
+#: what survives a fresh clone: virtualenvs of peers, keyed by a hash of their recipe
+CACHE_DIR = Path(
+    os.environ.get("AGGREGATOR_BENCH_CACHE", Path.home() / ".cache" / "aggregator" / "bench")
+)
+
+
+def recipe_key(*parts: str | Path) -> str:
+    """A short hash of a recipe: texts, and files by their content."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.read_bytes() if isinstance(part, Path) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
+
+
+def cached_dir(name: str, *recipe: str | Path) -> Path:
+    """``CACHE_DIR/<name>-<hash of recipe>``: build into it once, reuse across clones."""
+    return CACHE_DIR / f"{name}-{recipe_key(*recipe)}"

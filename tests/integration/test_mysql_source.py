@@ -183,3 +183,29 @@ def test_incremental_text_cursor_is_escaped(db: MyDB) -> None:
     assert table_of(msgs).to_pylist() == [{"id": 3, "name": "z\\"}]
     msgs = list(db.source().read(stream, {"cursor": "a%s"}))
     assert table_of(msgs).column("id").to_pylist() == [2, 3]
+
+
+def test_mariadb_uuid_is_typed_exactly_on_both_read_paths(db: MyDB) -> None:
+    from aggregator.connectors.mysql.source import TableReader
+    from aggregator.core.types import UUID
+
+    values = [uuid.UUID(int=0), uuid.uuid4(), uuid.UUID(int=2**128 - 1), None]
+    db.execute("CREATE TABLE u (id int PRIMARY KEY, uid uuid)")
+    rows = ", ".join(
+        f"({i}, {'NULL' if v is None else repr(str(v))})" for i, v in enumerate(values)
+    )
+    db.execute(f"INSERT INTO u VALUES {rows}")
+    src = db.source()
+    stream = src.discover().get("u")
+    assert stream is not None and stream.schema.field("uid").type == UUID
+    msgs = list(src.read(ConfiguredStream("u"), None))  # connectorx
+    assert not any(isinstance(m, Quarantined) for m in msgs)
+    assert table_of(msgs).sort_by("id").column("uid").to_pylist() == values
+    table = next(t for t in src._tables() if t.name == "u")
+    reader = TableReader(src.config, table, ConfiguredStream("u"))
+    con = reader.connect()  # pymysql, raw text (the CDC snapshot and lookups)
+    try:
+        fetched = [b for b, _ in reader.fetch(con, reader.select + " ORDER BY id")]
+    finally:
+        con.close()
+    assert pa.Table.from_batches(fetched).column("uid").to_pylist() == values

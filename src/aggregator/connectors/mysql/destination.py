@@ -4,10 +4,12 @@ Rows are inserted with multi-row ``INSERT`` statements (pymysql escapes values i
 the slower path, documented) inside a transaction that also appends the stream state to
 ``_aggregator_state``; ``COMMIT`` makes data, quarantine and state visible together.
 ``merge`` uses ``INSERT ... ON DUPLICATE KEY UPDATE`` on the table's primary key (within a
-batch the last row per key wins). ``replace`` fills ``<table>__staging`` and swaps it in
-with one atomic ``RENAME TABLE``. MySQL commits implicitly around DDL, so schema changes
-(``CREATE``/``ALTER``) and the replace swap commit on their own: a crash right after one can
-make ``append`` repeat the rows of one batch; ``merge`` and ``replace`` stay exact.
+batch the last row per key wins); rows flagged ``_aggregator_deleted`` (change data capture)
+delete their key instead, and the flag is no column of the table. ``replace`` fills
+``<table>__staging`` and swaps it in with one atomic ``RENAME TABLE``. MySQL commits
+implicitly around DDL, so schema changes (``CREATE``/``ALTER``) and the replace swap commit
+on their own: a crash right after one can make ``append`` repeat the rows of one batch;
+``merge`` and ``replace`` stay exact.
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def mysql_type(dtype: pa.DataType, key: bool = False) -> str:
     if pa.types.is_list(dtype) or pa.types.is_struct(dtype) or pa.types.is_large_list(dtype):
         return "JSON"
     raise TypeError(f"no exact MySQL type for {dtype}")
+
+
+DELETED = "_aggregator_deleted"
+
+
+def _last_per_key(batch: pa.RecordBatch, keys: list[str]) -> pa.RecordBatch:
+    """The last row of each key, in the batch's order (a later change of a key wins)."""
+    position = "__aggregator_position"
+    numbered = pa.Table.from_batches([batch]).append_column(
+        position, pa.array(range(batch.num_rows), pa.int64())
+    )
+    last = numbered.group_by(keys, use_threads=False).aggregate([(position, "max")])
+    rows = last.column(f"{position}_max").combine_chunks()
+    return batch.take(pc.take(rows, pc.sort_indices(rows)))
 
 
 def _values(column: pa.Array) -> list[Any]:
@@ -233,8 +249,11 @@ class MySQLWriter(StreamWriter):
     def apply_schema(self, schema: pa.Schema) -> None:
         """Create or alter the (staging) table (DDL commits implicitly in MySQL)."""
         keys = set(self.stream.primary_key) if self.mode is not WriteMode.APPEND else set()
+        ddl = schema
+        if self.mode is WriteMode.MERGE and DELETED in schema.names:
+            ddl = schema.remove(schema.get_field_index(DELETED))
         if self._table_schema is None:
-            cols = [f"{quote(f.name)} {mysql_type(f.type, f.name in keys)}" for f in schema]
+            cols = [f"{quote(f.name)} {mysql_type(f.type, f.name in keys)}" for f in ddl]
             if keys:
                 cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in self.stream.primary_key)})")
             if self.mode is WriteMode.REPLACE:
@@ -242,7 +261,7 @@ class MySQLWriter(StreamWriter):
             self._exec(f"CREATE TABLE {quote(self._table)} ({', '.join(cols)}) ENGINE=InnoDB")
         else:
             old = {f.name: f.type for f in self._table_schema}
-            for f in schema:
+            for f in ddl:
                 new = mysql_type(f.type, f.name in keys)
                 if f.name not in old:
                     self._exec(f"ALTER TABLE {quote(self._table)} ADD COLUMN {quote(f.name)} {new}")
@@ -259,9 +278,16 @@ class MySQLWriter(StreamWriter):
         )
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Insert (or upsert) the batch inside the open transaction."""
+        """Insert (or upsert, or delete flagged keys) the batch inside the open transaction."""
         if batch.num_rows == 0:
             return
+        if self.mode is WriteMode.MERGE and DELETED in batch.schema.names:
+            batch = _last_per_key(batch, list(self.stream.primary_key))
+            flags = batch.column(DELETED).fill_null(False)
+            self._delete(batch.filter(flags).select(list(self.stream.primary_key)))
+            batch = batch.filter(pc.invert(flags)).drop_columns([DELETED])
+            if batch.num_rows == 0:
+                return
         names = [quote(n) for n in batch.schema.names]
         marks = "(" + ", ".join(["%s"] * len(names)) + ")"
         sql = f"INSERT INTO {quote(self._table)} ({', '.join(names)}) VALUES {marks}"
@@ -273,6 +299,22 @@ class MySQLWriter(StreamWriter):
         step = self.session.config.insert_rows
         for start in range(0, len(rows), step):
             self._exec(sql, rows[start : start + step], many=True)
+
+    def _delete(self, keys: pa.RecordBatch) -> None:
+        """Delete the rows of ``keys`` (key columns) inside the open transaction."""
+        if keys.num_rows == 0:
+            return
+        names = ", ".join(quote(n) for n in keys.schema.names)
+        rows = list(zip(*(_values(c) for c in keys.columns), strict=True))
+        one = "(" + ", ".join(["%s"] * keys.num_columns) + ")"
+        step = self.session.config.insert_rows
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            self._exec(
+                f"DELETE FROM {quote(self._table)} WHERE ({names}) IN "
+                f"({', '.join([one] * len(chunk))})",
+                [v for row in chunk for v in row],
+            )
 
     def quarantine(self, rows: pa.Table) -> None:
         """Append to ``<table>__quarantine`` in the transaction."""

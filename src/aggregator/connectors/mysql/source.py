@@ -16,23 +16,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pymysql.converters  # type: ignore[import-untyped]
 import pymysql.cursors  # type: ignore[import-untyped]
 from pydantic import Field
 
 from aggregator.connectors._bookkeeping import select_tables, table_stream
 from aggregator.connectors.mysql.connection import MySQLConnection
-from aggregator.connectors.postgres.source import _jsonable
 from aggregator.connectors.postgres.types import conform
 from aggregator.connectors.sdk import CheckResult, Source
+from aggregator.connectors.sql.ordered import jsonable, ordered_read
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import ConfigError, ConnectorError
 from aggregator.core.messages import Checkpoint, Log, Message, Quarantined, Records
 from aggregator.core.schema import row_json
-from aggregator.core.types import JSON, TIMESTAMP, TIMESTAMPTZ, decimal_type
+from aggregator.core.types import JSON, TIMESTAMP, TIMESTAMPTZ, UUID, decimal_type
+
+if TYPE_CHECKING:
+    from aggregator.engines.follow import Follow
 
 _INTS = {
     "tinyint": (pa.int8(), pa.uint8()),
@@ -114,6 +119,8 @@ class _Column:
             return TIMESTAMPTZ, False
         if t == "json" or (self.is_json and t in _TEXT):
             return JSON, False
+        if t == "uuid":  # MariaDB 10.7+
+            return UUID, False
         if t in _TEXT or t == "time":
             return pa.string(), False
         if t in _BINARY:
@@ -129,10 +136,16 @@ class _Table:
     columns: tuple[_Column, ...]
     primary_key: tuple[str, ...]
     stream: str
+    estimated_rows: int | None = None  # information_schema.TABLES.TABLE_ROWS (InnoDB: approx.)
+    estimated_bytes: int | None = None  # DATA_LENGTH
 
     @property
     def qualified(self) -> str:
         return f"{quote(self.database)}.{quote(self.name)}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def quote(name: str) -> str:
@@ -169,7 +182,8 @@ class MySQLSource(Source[MySQLSourceConfig]):
         with self.config.connect() as con, con.cursor() as cur:
             cur.execute(
                 "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, c.COLUMN_NAME, c.DATA_TYPE, "
-                "c.COLUMN_TYPE, c.NUMERIC_PRECISION, c.NUMERIC_SCALE, c.IS_NULLABLE, c.COLUMN_KEY "
+                "c.COLUMN_TYPE, c.NUMERIC_PRECISION, c.NUMERIC_SCALE, c.IS_NULLABLE, c.COLUMN_KEY, "
+                "t.TABLE_ROWS, t.DATA_LENGTH "
                 "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t "
                 "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
                 f"WHERE c.TABLE_SCHEMA IN ({marks}) ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, "
@@ -179,9 +193,11 @@ class MySQLSource(Source[MySQLSourceConfig]):
             rows = cur.fetchall()
             json_columns = _json_columns(cur, dbs, marks)
         grouped: dict[tuple[str, str], tuple[str, list[_Column], list[str]]] = {}
-        for db, table, ttype, col, dtype, ctype, prec, scale, nullable, key in rows:
+        sizes: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        for db, table, ttype, col, dtype, ctype, prec, scale, nullable, key, trows, tbytes in rows:
             kind = "view" if "VIEW" in str(ttype) else "table"
             entry = grouped.setdefault((db, table), (kind, [], []))
+            sizes[(db, table)] = (_int_or_none(trows), _int_or_none(tbytes))
             entry[1].append(
                 _Column(
                     col,
@@ -204,6 +220,7 @@ class MySQLSource(Source[MySQLSourceConfig]):
                 tuple(cols),
                 tuple(pk),
                 table if names.count(table) == 1 else f"{db}.{table}",
+                *sizes[(db, table)],
             )
             for (db, table), (kind, cols, pk) in grouped.items()
             if not table.startswith("_aggregator_")
@@ -227,14 +244,31 @@ class MySQLSource(Source[MySQLSourceConfig]):
         """Tables with exact Arrow schemas, keys and cursor candidates."""
         return Catalog(tuple(_stream(t) for t in self._tables()))
 
-    def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
-        """Yield batches of ``stream``; incremental reads resume after ``state['cursor']``."""
+    def follows(self, stream: ConfiguredStream) -> bool:
+        """CDC streams can be read continuously (``aggregator run --follow``)."""
+        return self.config.cdc and stream.sync_mode is SyncMode.INCREMENTAL
+
+    def read_following(
+        self, stream: ConfiguredStream, state: dict[str, Any] | None, follow: Follow
+    ) -> Iterator[Message]:
+        """Changes of a CDC stream from the binlog, in cycles until ``follow.stop`` is set."""
+        from aggregator.connectors.mysql.cdc import BinlogReader
+
+        reader = self._reader(stream)
+        yield from reader.notes()
+        yield from BinlogReader(reader).follow(state or {}, follow)
+
+    def _reader(self, stream: ConfiguredStream) -> TableReader:
         table = next((t for t in self._tables() if t.stream == stream.name), None)
         if table is None:
             raise ConfigError(
                 f"stream {stream.name!r} is not a table or view of {', '.join(self._databases())}"
             )
-        reader = TableReader(self.config, table, stream)
+        return TableReader(self.config, table, stream)
+
+    def read(self, stream: ConfiguredStream, state: dict[str, Any] | None) -> Iterator[Message]:
+        """Yield batches of ``stream``; incremental reads resume after ``state['cursor']``."""
+        reader = self._reader(stream)
         yield from reader.notes()
         if stream.sync_mode is SyncMode.INCREMENTAL and self.config.cdc:
             from aggregator.connectors.mysql.cdc import BinlogReader
@@ -263,7 +297,8 @@ class TableReader:
         self.size = config.batch_size or stream.batch_size
 
     def notes(self) -> Iterator[Message]:
-        """Log columns loaded as raw bytes because no exact type exists."""
+        """The stream's metadata, then a log of columns loaded as raw bytes (no exact type)."""
+        yield _stream(self.table).info()
         for c in self.table.columns:
             if c.arrow[1]:
                 yield Log(
@@ -380,6 +415,8 @@ class TableReader:
                     column = column.cast(pa.timestamp(field.type.unit))
                 elif isinstance(field.type, pa.JsonType):
                     column = pa.ExtensionArray.from_storage(JSON, column)
+                elif isinstance(field.type, pa.UuidType):
+                    column = uuid_from_text(column)
             arrays.append(column)
         return pa.RecordBatch.from_arrays(arrays, names=self.schema.names)
 
@@ -400,18 +437,16 @@ class TableReader:
             else:
                 params = []
             sql += f" ORDER BY {names}"
-        pending = 0
-        for batch, out in self.read_rows(sql, params):
-            yield from out
-            pending += batch.num_rows
-            if keys and pending >= self.config.checkpoint_rows:
-                yield Checkpoint({"after": self.last_key(batch)})
-                pending = 0
+        yield from ordered_read(
+            self.read_rows(sql, params),
+            after=(lambda batch: {"after": self.last_key(batch)}) if keys else None,
+            every=self.config.checkpoint_rows,
+        )
         yield Checkpoint({"complete": True})
 
     def last_key(self, batch: pa.RecordBatch) -> list[Any]:
         """The primary key of the last row of ``batch`` as JSON values."""
-        return [_jsonable(batch.column(k)[-1].as_py()) for k in self.table.primary_key]
+        return [jsonable(batch.column(k)[-1].as_py()) for k in self.table.primary_key]
 
     def incremental(self, last: Any) -> Iterator[Message]:
         """Rows with ``cursor > last`` in cursor order; checkpoints where the value changes."""
@@ -427,17 +462,8 @@ class TableReader:
             sql += f" WHERE {quote(cursor_field)} > %s"
             params.append(last)
         sql += f" ORDER BY {quote(cursor_field)}"
-        previous: Any = None
-        for batch, out in self.read_rows(sql, params):
-            column = batch.column(cursor_field)
-            first = column[0].as_py()
-            if previous is not None and first is not None and first != previous:
-                yield Checkpoint({"cursor": _jsonable(previous)})
-            tail = column[-1].as_py()
-            if tail is not None:
-                previous = last = tail
-            yield from out
-        yield Checkpoint({"cursor": _jsonable(last)})
+        last = yield from ordered_read(self.read_rows(sql, params), cursor=cursor_field, last=last)
+        yield Checkpoint({"cursor": jsonable(last)})
 
 
 def _json_columns(cur: Any, dbs: list[str], marks: str) -> set[tuple[str, str, str]]:
@@ -469,6 +495,8 @@ def _stream(table: _Table) -> Stream:
             "database": table.database,
             "table": table.name,
             "declared_types": {c.name: c.column_type for c in table.columns},
+            "estimated_rows": table.estimated_rows,
+            "estimated_bytes": table.estimated_bytes,
         },
     )
 
@@ -485,8 +513,38 @@ def _raw_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch
                 text = text.cast(pa.timestamp(field.type.unit))
             elif isinstance(field.type, pa.JsonType):
                 text = pa.ExtensionArray.from_storage(JSON, text)
+            elif isinstance(field.type, pa.UuidType):
+                text = uuid_from_text(text)
             arrays.append(text)
     return pa.RecordBatch.from_arrays(arrays, names=schema.names)
+
+
+_HEX = np.full(256, 255, np.uint8)
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+
+
+def uuid_from_text(text: pa.Array) -> pa.Array:
+    """UUID text (``8-4-4-4-12`` hex digits, as MariaDB sends it) as Arrow UUIDs, vectorized."""
+    plain = pc.replace_substring(text.fill_null("0" * 32), "-", "").cast(pa.string())
+    lengths = pc.binary_length(plain)
+    if len(plain) and set(pc.min_max(lengths).values()) != {pa.scalar(32, lengths.type)}:
+        odd = text.filter(pc.not_equal(lengths, 32))[0].as_py()
+        raise ConnectorError(f"a uuid column sent {odd!r}, which is not a UUID")
+    offsets = np.frombuffer(plain.buffers()[1], np.int32)[plain.offset : plain.offset + 2]
+    start = int(offsets[0]) if len(plain) else 0
+    digits = _HEX[np.frombuffer(plain.buffers()[2], np.uint8)[start : start + 32 * len(plain)]]
+    if (digits == 255).any():
+        odd = pc.invert(pc.match_substring_regex(plain, "^[0-9a-fA-F]{32}$"))
+        raise ConnectorError(f"a uuid column sent {text.filter(odd)[0].as_py()!r}, not a UUID")
+    packed = (digits[0::2] << 4) | digits[1::2]
+    storage = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16),
+        len(text),
+        [text.is_valid().buffers()[1] if text.null_count else None, pa.py_buffer(packed.tobytes())],
+    )
+    return pa.ExtensionArray.from_storage(UUID, storage)
 
 
 def _quarantined(

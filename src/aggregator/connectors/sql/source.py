@@ -26,6 +26,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from aggregator.connectors._bookkeeping import select_tables, table_stream
 from aggregator.connectors.sdk import CheckResult, ConnectorConfig, Source
+from aggregator.connectors.sql.ordered import jsonable, ordered_read
 from aggregator.connectors.sql.types import arrow_type, to_arrow
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import ConfigError, ConnectorError
@@ -174,6 +175,7 @@ class SQLSource(Source[SQLSourceConfig]):
         rel = next((r for r in self._relations() if r.name == stream.name), None)
         if rel is None:
             raise ConfigError(f"stream {stream.name!r} is not a table or view of {self._where()}")
+        yield _stream(rel).info()
         for column in rel.as_text:
             yield Log(
                 "warning",
@@ -224,9 +226,23 @@ class SQLSource(Source[SQLSourceConfig]):
         key: str | None,
         last: Any,
     ) -> Iterator[Message]:
+        last = yield from ordered_read(
+            self._batches(rel, schema, query, stream),
+            cursor=cursor_field,
+            last=last,
+            after=(lambda b: {"after": jsonable(b.column(key)[-1].as_py())}) if key else None,
+        )
+        if cursor_field is not None:
+            yield Checkpoint({"cursor": jsonable(last)})
+        else:
+            yield Checkpoint({"complete": True})
+
+    def _batches(
+        self, rel: _Relation, schema: pa.Schema, query: sa.Select[Any], stream: ConfiguredStream
+    ) -> Iterator[tuple[pa.RecordBatch, list[Message]]]:
+        """``(typed batch of every row, its messages)`` per ``batch_size`` rows of ``query``."""
         size = self.config.batch_size or stream.batch_size
         engine = self._engine()
-        previous: Any = None
         ordinal = 0
         try:
             with engine.connect() as con:
@@ -237,33 +253,21 @@ class SQLSource(Source[SQLSourceConfig]):
                 with result:
                     while rows := result.fetchmany(size):
                         batch, bad = _batch(rows, schema)
-                        if cursor_field is not None:
-                            column = batch.column(cursor_field)
-                            first = column[0].as_py()
-                            if previous is not None and first is not None and first != previous:
-                                yield Checkpoint({"cursor": _jsonable(previous)})
-                            tail = column[-1].as_py()
-                            if tail is not None:
-                                previous = last = tail
+                        out: list[Message] = []
+                        loaded = batch
                         if bad:
-                            yield _quarantined(rel, rows, batch, bad, ordinal)
-                            keep = pa.array([i not in bad for i in range(len(rows))])
-                            loaded = batch.filter(keep)
-                        else:
-                            loaded = batch
+                            out.append(_quarantined(rel, rows, batch, bad, ordinal))
+                            loaded = batch.filter(
+                                pa.array([i not in bad for i in range(len(rows))])
+                            )
                         if loaded.num_rows:
-                            yield Records(loaded)
+                            out.append(Records(loaded))
                         ordinal += len(rows)
-                        if key is not None:
-                            yield Checkpoint({"after": _jsonable(batch.column(key)[-1].as_py())})
+                        yield batch, out
         except sa.exc.SQLAlchemyError as exc:
             raise self._error(exc, f"read {rel.name} from") from None
         finally:
             engine.dispose()
-        if cursor_field is not None:
-            yield Checkpoint({"cursor": _jsonable(last)})
-        else:
-            yield Checkpoint({"complete": True})
 
 
 def _bookkeeping(name: str) -> bool:
@@ -305,14 +309,6 @@ def _stream(rel: _Relation) -> Stream:
         rel.primary_key,
         {"kind": rel.kind, "declared_types": rel.declared},
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    return str(value)
 
 
 def _from_state(value: Any, dtype: pa.DataType) -> Any:

@@ -11,6 +11,10 @@ that no longer exist arrive as rows with ``_aggregator_deleted = true`` (key set
 merge writers apply as deletes. Replaying a change is harmless: merge is idempotent and the
 lookup returns the latest row, so the destination converges to the source.
 
+A full refresh (``--full-refresh``: write_mode replace) keeps the slot, takes a new snapshot
+into the replaced table and commits the slot's confirmed position with it; the next run
+replays the changes after that position. It reads no changes itself, and cannot be followed.
+
 ``follow`` keeps doing this in cycles (``aggregator run --follow``): one connection, a
 checkpoint per cycle with changes, at most ``interval`` seconds between cycles; the slot is
 only confirmed up to what the destination has committed. After each committed cycle a log
@@ -24,6 +28,7 @@ import re
 import struct
 import time
 from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -213,11 +218,14 @@ class CdcReader:
                 f"(found {list(rel.primary_key) or 'none'}); add one or read it incrementally "
                 "by a cursor column"
             )
-        if table_reader.stream.write_mode is not WriteMode.MERGE:
+        mode = table_reader.stream.write_mode
+        if mode not in (WriteMode.MERGE, WriteMode.REPLACE):
             raise ConfigError(
                 f"stream {rel.stream!r}: change data capture delivers updates and deletes, "
-                f"which need write_mode: merge (got {table_reader.stream.write_mode.value})"
+                f"which need write_mode: merge (got {mode.value})"
             )
+        #: replace (``--full-refresh``): a new slot and snapshot, changes left to the next run
+        self.rebuild = mode is WriteMode.REPLACE
         self.slot = slot_name(prefix, rel.name)
         self.publication = self.slot
         self.max_changes = max_changes
@@ -229,17 +237,23 @@ class CdcReader:
         """Snapshot (first run) and the changes after the saved LSN, once."""
         with self._connect() as con:
             last = yield from self._start(con, state)
-            yield from self._cycle(con, None, last, state, idle=True)
+            if not self.rebuild:  # a replaced table takes the snapshot only
+                yield from self._cycle(con, None, last, state, idle=True)
 
     def follow(self, state: dict[str, Any], follow: Follow) -> Iterator[Message]:
         """Like :meth:`read`, in cycles until ``follow.stop`` is set."""
+        if self.rebuild:
+            raise ConfigError(
+                f"stream {self.t.rel.stream!r}: a full refresh (write_mode replace) of a change "
+                "data capture stream commits only when it ends, so it cannot be followed: run "
+                "it without --follow first, then follow"
+            )
         with self._connect() as con:
             last = yield from self._start(con, state)
             # the last position checkpointed by this run, until the destination commits it
             unconfirmed = None if last == lsn_to_int(str(state.get("lsn", "0/0"))) else last
-            adbc = self.t._adbc()
             quiet_since = time.monotonic()
-            try:
+            with self.t.connection() as adbc:
                 while not follow.stop.is_set():
                     started = time.monotonic()
                     committed = self._await_commit(follow, unconfirmed) or state
@@ -253,8 +267,6 @@ class CdcReader:
                     backlog = bool(peeked) and peeked[0] >= self.max_changes
                     if last == before or not backlog:  # else: more is waiting, go on at once
                         follow.wait(follow.interval - (time.monotonic() - started))
-            finally:
-                adbc.close()
 
     def _await_commit(self, follow: Follow, last: int | None) -> dict[str, Any] | None:
         """The committed state, once it reaches ``last`` (or after a bounded wait): the
@@ -274,15 +286,14 @@ class CdcReader:
 
     # ------------------------------------------------------------------ set-up
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        con: psycopg.Connection[Any] = self.t.config.connect(autocommit=True)
-        try:
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for the slot queries, once ``wal_level`` and the
+        publication are right."""
+        with self.t.pools.psycopg.connection() as con:
             self._check_wal_level(con)
             self._publication(con)
-        except BaseException:
-            con.close()
-            raise
-        return con
+            yield con
 
     def _check_wal_level(self, con: Any) -> None:
         level = str(con.execute("SHOW wal_level").fetchone()[0])
@@ -350,7 +361,19 @@ class CdcReader:
         """Create the slot and take the snapshot when needed; the LSN read up to."""
         rel = self.t.rel
         slot = self._slot(con)
-        if state.get("lsn") is None:
+        if self.rebuild and slot is not None:
+            # keep the slot: it holds every change after its confirmed position, the new
+            # snapshot is newer than that, and the next run replays them (idempotently);
+            # a full refresh killed before it commits leaves the old table, state and slot
+            self._owned(con, slot)
+            start = lsn_to_text(slot.confirmed)
+            yield Log(
+                "info",
+                f"{rel.stream}: full refresh: keeping replication slot {self.slot}; the next "
+                f"run applies its changes after {start}",
+            )
+            yield Checkpoint({"lsn": start, "snapshot": PENDING})
+        elif state.get("lsn") is None or self.rebuild:
             if slot is not None:
                 active = f"in use by PID {slot.active_pid}" if slot.active_pid else "not in use"
                 raise ConfigError(
@@ -469,15 +492,15 @@ class CdcReader:
         """Current rows of the changed keys; vanished keys as deletions (one query each
         chunk, so both come from one snapshot)."""
         wanted = list(dict.fromkeys(k for c in changes if (k := c.key[0]) is not None))
-        con = adbc if adbc is not None else self.t._adbc()
-        try:
-            for start in range(0, len(wanted), _LOOKUP_CHUNK):
-                query = self._lookup(wanted[start : start + _LOOKUP_CHUNK])
-                for raw in self.t._batches(con, query):
-                    yield from self._split(raw)
-        finally:
-            if adbc is None:
-                con.close()
+        if adbc is None:
+            with self.t.connection() as con:
+                yield from self._deliver(changes, con)
+            return
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            query = self._lookup(wanted[start : start + _LOOKUP_CHUNK])
+            for raw in self.t._batches(adbc, query):
+                yield from self._split(raw)
+        adbc.rollback()  # end the read transaction: a following run holds the connection
 
     def _lookup(self, keys: list[str]) -> str:
         rel, key = self.t.rel, self.t.rel.primary_key[0]

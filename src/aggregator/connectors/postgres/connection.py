@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 import psycopg
 from pydantic import Field, SecretStr, model_validator
 
+from aggregator.connectors.postgres.pool import Pool
 from aggregator.connectors.sdk import ConnectorConfig
 from aggregator.core.errors import ConfigError, ConnectorError
 
@@ -34,6 +35,13 @@ class PostgresConnection(ConnectorConfig):
         None, description="libpq sslmode: disable, prefer, require, verify-ca, verify-full."
     )
     connect_timeout: int = Field(10, gt=0, description="Seconds to wait for a connection.")
+    pool_size: int = Field(
+        8,
+        ge=2,  # a CDC read holds one psycopg connection while its snapshot plans with another
+        le=64,
+        description="Connections per driver (psycopg, ADBC) kept open and reused within a "
+        "run, at most; covers `parallel` readers and the streams read or written at once.",
+    )
 
     @model_validator(mode="after")
     def _url_scheme(self) -> PostgresConnection:
@@ -53,7 +61,9 @@ class PostgresConnection(ConnectorConfig):
                 auth += ":" + quote(self.password.get_secret_value(), safe="")
             base = f"postgresql://{auth}@{quote(self.host, safe='')}:{self.port}/"
             base += quote(self.database, safe="")
-        params = [f"connect_timeout={self.connect_timeout}", "application_name=aggregator"]
+        params = [f"connect_timeout={self.connect_timeout}"]
+        if "application_name=" not in urlsplit(base).query:  # the url's own name wins
+            params.append("application_name=aggregator")
         if self.sslmode:
             params.append(f"sslmode={self.sslmode}")
         return base + ("&" if "?" in base else "?") + "&".join(params)
@@ -101,6 +111,91 @@ class PostgresConnection(ConnectorConfig):
         else:
             hint = "see the server's message"
         return ConnectorError(f"cannot {doing} PostgreSQL at {self.where()}: {hint} ({text})")
+
+
+class Pools:
+    """The pooled connections of one source or destination session: psycopg (catalog,
+    bookkeeping, replication-slot queries) and ADBC (bulk reads and loads)."""
+
+    def __init__(self, config: PostgresConnection, owner: str) -> None:
+        self.config = config
+        self.owner = owner
+        self._lock = threading.Lock()
+        self._psycopg: Pool[psycopg.Connection[Any]] | None = None
+        self._adbc: Pool[Any] | None = None
+        self._adbc_origin: Any = None  # the ADBC connection others are cloned from
+        self._origin_lock = threading.Lock()
+
+    @property
+    def psycopg(self) -> Pool[psycopg.Connection[Any]]:
+        """Autocommit psycopg connections."""
+        with self._lock:
+            if self._psycopg is None:
+                self._psycopg = Pool(
+                    f"{self.owner} at {self.config.where()}",
+                    self.config.pool_size,
+                    lambda: self.config.connect(autocommit=True),
+                    _check_psycopg,
+                    _reset_psycopg,
+                    lambda con: con.close(),
+                )
+            return self._psycopg
+
+    @property
+    def adbc(self) -> Pool[Any]:
+        """ADBC connections, each inside a transaction (``rollback`` starts the next)."""
+        with self._lock:
+            if self._adbc is None:
+                self._adbc = Pool(
+                    f"{self.owner} at {self.config.where()}",
+                    self.config.pool_size,
+                    self._connect_adbc,
+                    _check_adbc,
+                    lambda con: con.rollback(),
+                    lambda con: con.close(),
+                )
+            return self._adbc
+
+    def _connect_adbc(self) -> Any:
+        """A new ADBC connection; after the first, a clone sharing its driver database
+        (ADBC opens an extra server connection per database to load the type catalog)."""
+        try:
+            with self._origin_lock:  # concurrent first borrowers wait for one origin
+                origin = self._adbc_origin
+                if origin is not None and not getattr(origin, "_closed", True):
+                    return origin.adbc_clone()
+                self._adbc_origin = adbc_dbapi().connect(self.config.uri(), autocommit=False)
+                return self._adbc_origin
+        except Exception as exc:
+            raise self.config.error(exc) from None
+
+    def close(self) -> None:
+        """Close both pools (connections still lent out close when given back)."""
+        with self._lock:
+            pools = [p for p in (self._psycopg, self._adbc) if p is not None]
+        for pool in pools:
+            pool.close()
+
+
+def _check_psycopg(con: psycopg.Connection[Any]) -> None:
+    con.execute("SELECT 1").fetchall()
+
+
+def _reset_psycopg(con: psycopg.Connection[Any]) -> None:
+    if con.closed or con.broken:
+        raise ConnectorError("connection lost")
+    if con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        con.execute("ROLLBACK")
+
+
+def _check_adbc(con: Any) -> None:
+    cur = con.cursor()
+    try:
+        cur.execute("SELECT 1")
+        cur.fetchall()
+    finally:
+        cur.close()
+    con.rollback()
 
 
 _ADBC_LOCK = threading.Lock()

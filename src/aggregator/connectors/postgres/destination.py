@@ -1,20 +1,25 @@
 """PostgreSQL destination.
 
-Each stream writer holds its own ADBC connection and one open transaction: batches are
+Each stream writer borrows a pooled ADBC connection (the session's pool, at most
+``pool_size``, closed with the session) and holds one open transaction: batches are
 bulk-loaded with ``COPY`` binary (ADBC ingestion), quarantined rows and the new stream state
 are written in the same transaction, and ``COMMIT`` makes them visible together. ``merge``
 loads each batch into a temporary table and upserts the last row per key with
 ``INSERT ... ON CONFLICT`` (the key gets a primary key or unique index); ``replace`` builds
 ``<table>__staging`` and swaps it in by rename inside the final transaction. Schema changes
-are ``ALTER TABLE`` statements in the same transaction.
+are ``ALTER TABLE`` statements in the same transaction. Child tables
+(:class:`PostgresChildTable`) are written with the same statements, in the parent writer's
+transaction.
 
-Bookkeeping tables as in DuckDB: ``_aggregator_state`` (append-only, a NULL state is a
-reset) and ``_aggregator_schemas`` (the exact Arrow schema of each table, as JSON).
+Bookkeeping tables as in DuckDB: ``_aggregator_state`` (a NULL state is a reset; each
+commit deletes its stream's older rows, so it keeps one row per stream) and
+``_aggregator_schemas`` (the exact Arrow schema of each table, as JSON).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -23,10 +28,16 @@ from psycopg import sql
 from pydantic import Field
 
 from aggregator.connectors._bookkeeping import next_seq
-from aggregator.connectors.postgres.connection import PostgresConnection
+from aggregator.connectors.postgres.connection import Pools, PostgresConnection
 from aggregator.connectors.postgres.discovery import quote
 from aggregator.connectors.postgres.types import pg_type
-from aggregator.connectors.sdk import CheckResult, Destination, DestinationSession, StreamWriter
+from aggregator.connectors.sdk import (
+    CheckResult,
+    ChildTable,
+    Destination,
+    DestinationSession,
+    StreamWriter,
+)
 from aggregator.core.catalog import ConfiguredStream, WriteMode
 from aggregator.core.errors import ConfigError, ConnectorError
 from aggregator.core.types import schema_from_json, schema_to_json
@@ -68,13 +79,14 @@ class PostgresDestination(Destination[PostgresDestinationConfig]):
 
 
 class PostgresSession(DestinationSession):
-    """A psycopg connection for bookkeeping; each writer opens its own ADBC connection."""
+    """A psycopg connection for bookkeeping; writers borrow pooled ADBC connections."""
 
     def __init__(self, config: PostgresDestinationConfig, pipeline: str) -> None:
         self.config = config
         self.schema = config.schema_name
         self.pipeline = pipeline
-        self.con = config.connect(autocommit=True)
+        self.pools = Pools(config, "postgres destination")
+        self.con = self.pools.psycopg.acquire()
         try:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
             self.con.execute(
@@ -87,7 +99,8 @@ class PostgresSession(DestinationSession):
                 "table_name text, seq bigint, columns jsonb)"
             )
         except psycopg.Error as exc:
-            self.con.close()
+            self.pools.psycopg.release(self.con)
+            self.pools.close()
             raise config.error(exc, "prepare schema in") from None
 
     def qualified(self, table: str) -> str:
@@ -164,15 +177,14 @@ class PostgresSession(DestinationSession):
                 [self.pipeline],
             )
         finally:
-            self.con.close()
+            self.pools.psycopg.release(self.con)
+            self.pools.close()
 
 
 class PostgresWriter(StreamWriter):
     """Writes one stream inside transactions that also record its state."""
 
     def __init__(self, session: PostgresSession, stream: ConfiguredStream, run_id: str) -> None:
-        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
-
         self.session = session
         self.stream = stream
         self.run_id = run_id
@@ -186,11 +198,8 @@ class PostgresWriter(StreamWriter):
         self._temp_columns: pa.Schema | None = None
         self._quarantine_ready = False
         self._key_checked = self._schema is None
-        config = session.config
-        try:
-            self.con = adbc.connect(config.uri(), autocommit=False)
-        except Exception as exc:
-            raise config.error(exc) from None
+        self.con = session.pools.adbc.acquire()  # errors name the server, not the password
+        self._broken = False
         self.cur = self.con.cursor()
 
     @property
@@ -230,33 +239,43 @@ class PostgresWriter(StreamWriter):
         table = self.session.qualified(self._table)
         virtual = self.mode is WriteMode.MERGE and DELETED in schema.names
         ddl = schema.remove(schema.get_field_index(DELETED)) if virtual else schema
-        if self._table_schema is None:
-            columns = [f"{quote(f.name)} {pg_type(f.type)}" for f in ddl]
-            if self.mode is WriteMode.MERGE:
-                keys = ", ".join(quote(k) for k in self.stream.primary_key)
-                columns.append(f"PRIMARY KEY ({keys})")
-            if self.mode is WriteMode.REPLACE:
-                self._exec(f"DROP TABLE IF EXISTS {table}")
-            self._exec(f"CREATE TABLE {table} ({', '.join(columns)})")
-        else:
-            old = {f.name: f.type for f in self._table_schema}
-            for f in ddl:
-                new = pg_type(f.type)
-                if f.name not in old:
-                    self._exec(f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} {new}")
-                elif pg_type(old[f.name]) != new:
-                    self._exec(
-                        f"ALTER TABLE {table} ALTER COLUMN {quote(f.name)} TYPE {new} "
-                        f"USING {quote(f.name)}::{new}"
-                    )
-            if self.mode is WriteMode.MERGE:
-                self._ensure_key(table)
+        merge = self.mode is WriteMode.MERGE
+        self._shape_table(
+            self._table, self._table_schema, ddl, self.stream.primary_key if merge else []
+        )
+        if merge and self._table_schema is not None:
+            self._ensure_key(table)
         self._key_checked = True
         self._table_schema = schema
         self._schema = schema
         self._temp_columns = None
         if self.mode is not WriteMode.REPLACE:
-            self._record_schema(schema)
+            self._record_schema(self.target, schema)
+
+    def _shape_table(
+        self, name: str, old: pa.Schema | None, schema: pa.Schema, key: Sequence[str]
+    ) -> None:
+        """Create table ``name`` with ``schema`` and primary ``key`` (``replace``: over any
+        old one), or add the columns and change the types that differ from ``old``."""
+        table = self.session.qualified(name)
+        if old is None:
+            columns = [f"{quote(f.name)} {pg_type(f.type)}" for f in schema]
+            if key:
+                columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+            if self.mode is WriteMode.REPLACE:
+                self._exec(f"DROP TABLE IF EXISTS {table}")
+            self._exec(f"CREATE TABLE {table} ({', '.join(columns)})")
+            return
+        types = {f.name: f.type for f in old}
+        for f in schema:
+            new = pg_type(f.type)
+            if f.name not in types:
+                self._exec(f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} {new}")
+            elif pg_type(types[f.name]) != new:
+                self._exec(
+                    f"ALTER TABLE {table} ALTER COLUMN {quote(f.name)} TYPE {new} "
+                    f"USING {quote(f.name)}::{new}"
+                )
 
     def _ensure_key(self, table: str) -> None:
         """A unique index on the merge key, for ``ON CONFLICT`` (existing tables)."""
@@ -264,12 +283,34 @@ class PostgresWriter(StreamWriter):
         name = quote(f"{self.target}__merge_key")
         self._exec(f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table} ({keys})")
 
-    def _record_schema(self, schema: pa.Schema) -> None:
+    def _record_schema(self, table: str, schema: pa.Schema) -> None:
         self._exec(
             f"INSERT INTO {self.session.qualified('_aggregator_schemas')} VALUES ("
-            f"{_literal(self.target)}, {next_seq()}, "
+            f"{_literal(table)}, {next_seq()}, "
             f"{_literal(json.dumps(schema_to_json(schema)))}::jsonb)"
         )
+
+    def _delete_keys(self, name: str, keys: pa.Table) -> None:
+        """Delete the rows of table ``name`` whose ``keys.column_names`` match ``keys``
+        (loaded into a temporary table first)."""
+        temp = quote(f"{self._temp}_keys")
+        columns = ", ".join(f"{quote(f.name)} {pg_type(f.type)}" for f in keys.schema)
+        self._exec(f"DROP TABLE IF EXISTS {temp}")
+        self._exec(f"CREATE TEMP TABLE {temp} ({columns})")
+        self._ingest(f"{self._temp}_keys", keys, temporary=True)
+        table = self.session.qualified(name)
+        match = " AND ".join(f"{table}.{quote(k)} = k.{quote(k)}" for k in keys.column_names)
+        self._exec(f"DELETE FROM {table} USING {temp} k WHERE {match}")
+
+    def _swap(self, staging: str, target: str, schema: pa.Schema) -> None:
+        """Replace table ``target`` by ``staging`` and record ``schema`` (in the transaction)."""
+        self._exec(f"DROP TABLE IF EXISTS {self.session.qualified(target)}")
+        self._exec(f"ALTER TABLE {self.session.qualified(staging)} RENAME TO {quote(target)}")
+        self._record_schema(target, schema)
+
+    def child_table(self, name: str) -> ChildTable:
+        """The child table ``name``, written in this writer's transaction."""
+        return PostgresChildTable(self, name)
 
     def write(self, batch: pa.RecordBatch) -> None:
         """COPY ``batch`` into the table (append/replace) or upsert it (merge)."""
@@ -336,11 +377,17 @@ class PostgresWriter(StreamWriter):
         self._ingest(f"{self.target}__quarantine", data, temporary=False)
 
     def _save_state(self, state: dict[str, Any] | None) -> None:
+        """Record ``state`` and drop this stream's older rows, in the open transaction: the
+        table keeps one row per stream however many commits a ``--follow`` run makes."""
         value = "NULL" if state is None else f"{_literal(json.dumps(state))}::jsonb"
+        seq, table = next_seq(), self.session.qualified("_aggregator_state")
+        pipeline, stream = _literal(self.session.pipeline), _literal(self.stream.name)
         self._exec(
-            f"INSERT INTO {self.session.qualified('_aggregator_state')} VALUES ("
-            f"{_literal(self.session.pipeline)}, {_literal(self.stream.name)}, {next_seq()}, "
+            f"INSERT INTO {table} VALUES ({pipeline}, {stream}, {seq}, "
             f"{_literal(self.run_id)}, {value}, now())"
+        )
+        self._exec(
+            f"DELETE FROM {table} WHERE pipeline = {pipeline} AND stream = {stream} AND seq < {seq}"
         )
 
     def _commit(self) -> None:
@@ -369,12 +416,7 @@ class PostgresWriter(StreamWriter):
                 return
             state = state if state is not None else self._pending_state
             if self._table_schema is not None:
-                self._exec(f"DROP TABLE IF EXISTS {self.session.qualified(self.target)}")
-                self._exec(
-                    f"ALTER TABLE {self.session.qualified(self.staging)} "
-                    f"RENAME TO {quote(self.target)}"
-                )
-                self._record_schema(self._table_schema)
+                self._swap(self.staging, self.target, self._table_schema)
             if state is not None:
                 self._save_state(state)
             self._commit()
@@ -383,14 +425,57 @@ class PostgresWriter(StreamWriter):
 
     def abort(self) -> None:
         """Roll back the open transaction."""
-        try:
-            self.con.rollback()
-        finally:
-            self._close()
+        self._close()  # giving the connection back rolls it back (or replaces it)
 
     def _close(self) -> None:
         try:
             self.cur.close()
-            self.con.close()
-        except Exception:  # noqa: S110 - closing after an error must not hide it
-            pass
+        except Exception:
+            self._broken = True
+        self.session.pools.adbc.release(self.con, self._broken)
+
+
+class PostgresChildTable(ChildTable):
+    """A child table written with its parent :class:`PostgresWriter`'s statements, in its
+    transaction (``replace``: into ``<name>__staging``, swapped in by :meth:`finish`)."""
+
+    def __init__(self, writer: PostgresWriter, name: str) -> None:
+        self.writer = writer
+        self.name = name
+        self.replace = writer.mode is WriteMode.REPLACE
+        self.table = f"{name}__staging" if self.replace else name
+        self._schema: pa.Schema | None = None
+        self._loaded = self.replace  # replace builds a new table: nothing to load
+
+    def current_schema(self) -> pa.Schema | None:
+        """Schema of the table written, loaded on first use."""
+        if not self._loaded:
+            self._schema = self.writer.session.stored_schema(self.name)
+            self._loaded = True
+        return self._schema
+
+    def apply_schema(self, schema: pa.Schema) -> None:
+        """Create or evolve the table (no primary key: a parent has many children)."""
+        self.writer._shape_table(self.table, self.current_schema(), schema, [])
+        self._schema = schema
+        if not self.replace:
+            self.writer._record_schema(self.name, schema)
+
+    def write(self, rows: pa.Table) -> None:
+        """COPY ``rows`` into the table in the writer's transaction."""
+        if rows.num_rows:
+            self.writer._ingest(self.table, rows, temporary=False)
+
+    def delete_parents(self, keys: pa.Table) -> None:
+        """Delete the rows matching ``keys`` in the writer's transaction."""
+        if keys.num_rows and self.current_schema() is not None:
+            self.writer._delete_keys(self.table, keys)
+
+    def finish(self) -> None:
+        """``replace``: swap the staging table in, or empty the old table."""
+        if not self.replace:
+            return
+        if self._schema is not None:
+            self.writer._swap(self.table, self.name, self._schema)
+        elif self.writer.session.stored_schema(self.name) is not None:
+            self.writer._exec(f"DELETE FROM {self.writer.session.qualified(self.name)}")

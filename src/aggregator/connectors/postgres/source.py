@@ -19,6 +19,7 @@ import decimal
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -26,7 +27,7 @@ from psycopg import sql
 from pydantic import Field
 
 from aggregator.connectors._bookkeeping import select_tables, table_stream
-from aggregator.connectors.postgres.connection import PostgresConnection, adbc_dbapi
+from aggregator.connectors.postgres.connection import Pools, PostgresConnection
 from aggregator.connectors.postgres.discovery import PgRelation, quote, relations
 from aggregator.connectors.postgres.types import conform
 from aggregator.connectors.sdk import CheckResult, Source
@@ -83,16 +84,34 @@ class PostgresSource(Source[PostgresSourceConfig]):
     config_model = PostgresSourceConfig
     description: ClassVar[str] = "PostgreSQL tables and views (bulk COPY into Arrow)"
 
+    @property
+    def pools(self) -> Pools:
+        """This source's connection pools (opened on first use, closed by :meth:`close`)."""
+        with _POOLS_LOCK:
+            pools: Pools | None = self.__dict__.get("_pools")
+            if pools is None:
+                pools = self.__dict__["_pools"] = Pools(self.config, "postgres source")
+            return pools
+
+    def close(self) -> None:
+        """Close the pooled connections (the end of a run)."""
+        with _POOLS_LOCK:
+            pools: Pools | None = self.__dict__.pop("_pools", None)
+        if pools is not None:
+            pools.close()
+
     def check(self) -> CheckResult:
-        """Connect and list the offered tables."""
+        """Connect and list the offered tables (one-shot: the connection is closed)."""
         try:
             found = self._relations()
         except (ConnectorError, ConfigError) as exc:
             return CheckResult(False, exc.message)
+        finally:
+            self.close()
         return CheckResult(True, f"PostgreSQL at {self.config.where()}: {len(found)} tables/views")
 
     def _relations(self) -> list[PgRelation]:
-        with self.config.connect() as con:
+        with self.pools.psycopg.connection() as con:
             found = relations(con, self.config.schemas)
         return select_tables(
             found,
@@ -109,8 +128,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
         return [r.stream for r in self._relations()]
 
     def discover(self) -> Catalog:
-        """Tables and views with exact Arrow schemas, keys and cursor candidates."""
-        return Catalog(tuple(_stream(r) for r in self._relations()))
+        """Tables and views with exact Arrow schemas, keys and cursor candidates (one-shot:
+        the connection is closed)."""
+        try:
+            return Catalog(tuple(_stream(r) for r in self._relations()))
+        finally:
+            self.close()
 
     # ------------------------------------------------------------------ reading
 
@@ -121,7 +144,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 f"stream {stream.name!r} is not a table or view in schemas "
                 f"{', '.join(self.config.schemas)} of {self.config.where()}"
             )
-        return _TableReader(self.config, rel, stream)
+        return _TableReader(self.config, rel, stream, self.pools)
 
     def follows(self, stream: ConfiguredStream) -> bool:
         """CDC streams can be read continuously (``aggregator run --follow``)."""
@@ -153,6 +176,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
             yield from reader.full(state or {})
 
 
+_POOLS_LOCK = threading.Lock()
+
+
 def _stream(rel: PgRelation) -> Stream:
     schema = pa.schema([pa.field(c.name, c.arrow_type, not c.not_null) for c in rel.columns])
     return table_stream(
@@ -165,17 +191,23 @@ def _stream(rel: PgRelation) -> Stream:
             "table": rel.name,
             "declared_types": {c.name: c.declared for c in rel.columns},
             "estimated_rows": rel.estimated_rows,
+            "estimated_bytes": rel.pages * 8192,
         },
     )
 
 
 class _TableReader:
-    """Reads one relation through ADBC connections."""
+    """Reads one relation through pooled ADBC connections."""
 
     def __init__(
-        self, config: PostgresSourceConfig, rel: PgRelation, stream: ConfiguredStream
+        self,
+        config: PostgresSourceConfig,
+        rel: PgRelation,
+        stream: ConfiguredStream,
+        pools: Pools,
     ) -> None:
         self.config = config
+        self.pools = pools
         self.rel = rel
         self.stream = stream
         base = _stream(rel).schema
@@ -186,7 +218,8 @@ class _TableReader:
         self.size = config.batch_size or stream.batch_size
 
     def notes(self) -> Iterator[Message]:
-        """Log columns loaded as text because no exact type exists."""
+        """The stream's metadata, then a log of columns loaded as text (no exact type)."""
+        yield _stream(self.rel).info()
         for c in self.rel.columns:
             if c.as_text:
                 yield Log(
@@ -197,19 +230,21 @@ class _TableReader:
 
     # -------------------------------------------------------------- queries
 
-    def _adbc(self, snapshot: str | None = None) -> Any:
-        """An ADBC connection; with ``snapshot``, inside a transaction that shares it."""
-        adbc = adbc_dbapi()
-        try:
-            con = adbc.connect(self.config.uri(), autocommit=snapshot is None)
+    @contextmanager
+    def connection(self, snapshot: str | None = None) -> Iterator[Any]:
+        """A pooled ADBC connection in a fresh transaction; with ``snapshot``, one that
+        reads that exported snapshot."""
+        with self.pools.adbc.connection() as con:
             if snapshot is not None:
                 cur = con.cursor()
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                cur.close()
-        except Exception as exc:
-            raise self.config.error(exc) from None
-        return con
+                try:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                except Exception as exc:
+                    raise self.config.error(exc, "share a snapshot on") from None
+                finally:
+                    cur.close()
+            yield con
 
     def _batches(self, con: Any, query: str) -> Iterator[pa.RecordBatch]:
         """Conformed batches of at most ``size`` rows of ``query`` (quarantine on the side)."""
@@ -251,13 +286,10 @@ class _TableReader:
 
     def query_messages(self, where: str) -> Iterator[Message]:
         """Rows matching ``where`` (exact types, quarantine on the side)."""
-        con = self._adbc()
-        try:
+        with self.connection() as con:
             query = f"SELECT {self.columns} FROM {self.rel.qualified} WHERE {where}"
             for batch in self._batches(con, query):
                 yield from self._messages(batch)
-        finally:
-            con.close()
 
     def snapshot_messages(self) -> Iterator[Message]:
         """A full read without its checkpoints (CDC's initial snapshot)."""
@@ -269,13 +301,10 @@ class _TableReader:
         """The whole relation; big tables in block ranges read by parallel connections."""
         plan = self._plan(state)
         if plan is None:
-            con = self._adbc()
-            try:
+            with self.connection() as con:
                 select = f"SELECT {self.columns} FROM {self.rel.qualified}"
                 for batch in self._batches(con, select):
                     yield from self._messages(batch)
-            finally:
-                con.close()
             yield Checkpoint({"complete": True})
             return
         per_range, count, done = plan
@@ -291,7 +320,7 @@ class _TableReader:
         saved = state.get("blocks")
         if isinstance(saved, list) and len(saved) == 2 and not state.get("complete"):
             return int(saved[0]), int(saved[1]), {int(i) for i in state.get("done", [])}
-        with self.config.connect() as con:
+        with self.pools.psycopg.connection() as con:
             row = con.execute(
                 "SELECT current_setting('server_version_num')::int, "
                 "pg_relation_size(%s::regclass) / current_setting('block_size')::int",
@@ -331,40 +360,38 @@ class _TableReader:
             return False
 
         # every range reads the same snapshot, exported by a transaction kept open meanwhile
-        exporter = self.config.connect(autocommit=True)
+        pool = self.pools.psycopg
+        exporter = pool.acquire()
         try:
             exporter.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = exporter.execute("SELECT pg_export_snapshot()").fetchone()
         except Exception as exc:
-            exporter.close()
+            pool.release(exporter, broken=True)
             raise self.config.error(exc, "export a snapshot from") from None
         snapshot = str(row[0]) if row else None
 
         def work() -> None:
             try:
-                con = self._adbc(snapshot)
-            except Exception as exc:
-                put((-1, exc))
-                return
-            try:
-                while not stop.is_set():
-                    try:
-                        index = todo.get_nowait()
-                    except queue.Empty:
-                        break
-                    for batch in self._batches(con, self._range_query(per_range, count, index)):
-                        if not put((index, batch)):
-                            return
-                    put((index, finished))
+                with self.connection(snapshot) as con:
+                    while not stop.is_set():
+                        try:
+                            index = todo.get_nowait()
+                        except queue.Empty:
+                            break
+                        query = self._range_query(per_range, count, index)
+                        for batch in self._batches(con, query):
+                            if not put((index, batch)):
+                                return
+                        put((index, finished))
             except Exception as exc:
                 put((-1, exc))
             finally:
-                con.close()
                 put((-2, finished))
 
+        # at most pool_size readers: each holds a pooled connection until the ranges run out
+        readers = min(self.config.parallel, self.config.pool_size, todo.qsize())
         workers = [
-            threading.Thread(target=work, name=f"pg-range-{i}", daemon=True)
-            for i in range(min(self.config.parallel, todo.qsize()))
+            threading.Thread(target=work, name=f"pg-range-{i}", daemon=True) for i in range(readers)
         ]
         for w in workers:
             w.start()
@@ -386,7 +413,7 @@ class _TableReader:
             stop.set()
             for w in workers:
                 w.join(timeout=10)
-            exporter.close()
+            pool.release(exporter)
 
     # -------------------------------------------------------------- incremental
 
@@ -404,9 +431,8 @@ class _TableReader:
             literal = sql.Literal(str(last)).as_string()
             query += f" WHERE {quote(cursor)} > {literal}::{declared}"
         query += f" ORDER BY {quote(cursor)}"
-        con = self._adbc()
         previous: Any = None
-        try:
+        with self.connection() as con:
             for batch in self._batches(con, query):
                 column = batch.column(self.schema.get_field_index(cursor))
                 first = column[0].as_py()
@@ -417,8 +443,6 @@ class _TableReader:
                 if tail is not None:
                     previous = tail
                     last = tail
-        finally:
-            con.close()
         yield Checkpoint({"cursor": _jsonable(last)})
 
 

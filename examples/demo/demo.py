@@ -128,7 +128,9 @@ def show_quality(store: MetadataStore, run_id: str) -> None:
         console.print(results_table(results, "data quality of this run"))
     profile = quality_store.latest_profile(store, "shop_demo", "customers")
     if profile is not None and profile.columns:
-        title = f"customers: profile (run {profile.run_id[:8]}; email hashed with a salt)"
+        title = (
+            f"customers: profile (run {profile.run_id[:8]}; email hashed with a salt, phone masked)"
+        )
         console.print(profile_table(profile.columns, title))
 
 
@@ -139,7 +141,7 @@ with o as (
 ), e as (
   select customer_id, count(*) as events from events group by all
 )
-select c.customer_id, c.name, c.country, c.credit_limit,
+select c.customer_id, c.name, c.phone, c.country, c.credit_limit,
        coalesce(o.recent_orders, 0) as recent_orders, o.revenue,
        coalesce(e.events, 0) as events
 from customers c left join o using (customer_id) left join e using (customer_id)

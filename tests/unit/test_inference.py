@@ -135,3 +135,37 @@ def test_all_null_batches_do_not_pin_a_column_to_text() -> None:
         typer.apply(pa.record_batch({"a": pa.array([None], pa.string())})).batch.column("a").type
         == pa.int64()
     )
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pa.int64(),
+        pa.bool_(),
+        pa.float64(),
+        pa.decimal128(10, 2),
+        pa.date32(),
+        pa.timestamp("us"),
+        pa.timestamp("us", "UTC"),
+        pa.time64("us"),
+        pa.null(),
+    ],
+)
+@pytest.mark.parametrize("values", [[], [None, None]])
+def test_cast_text_of_no_values_gives_nulls_of_the_type(
+    dtype: pa.DataType, values: list[None]
+) -> None:
+    from aggregator.core.inference import cast_text
+
+    result = cast_text(pa.array(values, pa.string()), dtype)
+    assert result.type == dtype
+    assert result.to_pylist() == values
+
+
+def test_cast_text_still_rejects_a_value_among_nulls() -> None:
+    from aggregator.core.inference import cast_text
+
+    with pytest.raises(pa.ArrowInvalid, match="not a boolean"):
+        cast_text(pa.array([None, "maybe"], pa.string()), pa.bool_())
+    with pytest.raises(pa.ArrowInvalid, match="only nulls"):
+        cast_text(pa.array([None, "x"], pa.string()), pa.null())

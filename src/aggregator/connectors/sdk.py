@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -124,6 +124,48 @@ class StreamWriter(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Discard everything staged since the last commit."""
+
+
+class ChildTable(ABC):
+    """A table written in its parent writer's transactions (a child stream, e.g. ``unnest``
+    with ``into``): what it stages commits with the parent's rows and state.
+
+    It follows the parent's write mode: ``replace`` writes ``<name>__staging`` and
+    :meth:`finish` swaps it in; otherwise rows go to ``<name>`` directly.
+    """
+
+    name: str
+
+    @abstractmethod
+    def current_schema(self) -> pa.Schema | None:
+        """The schema of the table written (``replace``: as created this run), or ``None``."""
+
+    @abstractmethod
+    def apply_schema(self, schema: pa.Schema) -> None:
+        """Create the table, or add columns and widen types so it has ``schema``."""
+
+    @abstractmethod
+    def write(self, rows: pa.Table) -> None:
+        """Stage ``rows`` (of the current schema)."""
+
+    @abstractmethod
+    def delete_parents(self, keys: pa.Table) -> None:
+        """Stage the deletion of every row whose ``keys.column_names`` match a row of
+        ``keys`` (the children of those parents); nothing when the table does not exist."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """``replace``: swap the staging table in (or empty the table when nothing was
+        written this run), in the transaction the parent's ``finish`` commits."""
+
+
+@runtime_checkable
+class ChildTableWriter(Protocol):
+    """A :class:`StreamWriter` capability: child tables in the writer's transactions."""
+
+    def child_table(self, name: str) -> ChildTable:
+        """The child table ``name``, written with this writer's mode and transactions."""
+        ...
 
 
 class DestinationSession(ABC):

@@ -38,7 +38,8 @@ _MIN_INTEGRAL_DIGITS = 18
 
 
 def _all_match(values: pa.Array, pattern: str) -> bool:
-    return bool(pc.all(pc.match_substring_regex(values, pattern)).as_py())
+    """Whether every value matches (true for no values)."""
+    return bool(pc.all(pc.match_substring_regex(values, pattern), min_count=0).as_py())
 
 
 def _fraction_digits(values: pa.Array) -> int:
@@ -119,10 +120,10 @@ def cast_text(values: pa.Array, dtype: pa.DataType) -> pa.Array:
     """Cast a string array to ``dtype`` exactly; raises ``pa.ArrowInvalid`` if any value fails."""
     if pa.types.is_string(dtype):
         return values
+    if values.null_count == len(values):  # no values (or an empty array): nothing to convert
+        return pa.nulls(len(values), dtype)
     if pa.types.is_null(dtype):
-        if values.null_count != len(values):
-            raise pa.ArrowInvalid("a value where only nulls were expected")
-        return pa.nulls(len(values), pa.null())
+        raise pa.ArrowInvalid("a value where only nulls were expected")
     if pa.types.is_boolean(dtype):
         if not _all_match(pc.drop_null(values), _BOOL):
             raise pa.ArrowInvalid("not a boolean (expected true or false)")

@@ -17,7 +17,7 @@ from aggregator.connectors.sdk import DestinationSession, Source
 from aggregator.core.catalog import ConfiguredStream, SyncMode, WriteMode
 from aggregator.core.errors import AggregatorError, ConfigError
 from aggregator.engines.follow import Follow, FollowingSource, check_followable
-from aggregator.engines.observer import RunObserver
+from aggregator.engines.observer import RunFinished, RunObserver, notify_run_finished
 from aggregator.engines.processing import StreamProcessor
 from aggregator.engines.stream_task import StreamTask
 from aggregator.metadata.store import MetadataStore, RunRecord, StreamRunRecord
@@ -56,6 +56,17 @@ def plan(spec: PipelineSpec, only: list[str] | None = None) -> list[PlannedStrea
     return planned
 
 
+def close_sources(planned: list[PlannedStream]) -> None:
+    """Let each source release what it keeps for a run (pooled connections)."""
+    for source in {id(p.source): p.source for p in planned}.values():
+        close = getattr(source, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.exception("source.close_failed", source=type(source).__name__)
+
+
 def _stream_names(source: Source, spec: SourceSpec) -> list[str]:  # type: ignore[type-arg]
     if spec.streams is not None:
         return [s.name for s in spec.streams]
@@ -63,10 +74,17 @@ def _stream_names(source: Source, spec: SourceSpec) -> list[str]:  # type: ignor
 
 
 def _default_processors(store: MetadataStore) -> ProcessorFactory:
-    """Transforms and checks from the spec (imported here: sqlglot is not needed at start-up)."""
-    from aggregator.transform.processor import processor_factory
+    """Transforms and checks from the spec; their modules (and sqlglot, DuckDB) are imported
+    only when a stream of the pipeline has steps, checks, profiling or anomaly detection."""
 
-    return processor_factory(store)
+    def build(spec: PipelineSpec, stream: ConfiguredStream) -> StreamProcessor:
+        if not any(s.has_processing for source in spec.sources for s in source.streams or []):
+            return StreamProcessor()
+        from aggregator.transform.processor import processor_factory
+
+        return processor_factory(store)(spec, stream)
+
+    return build
 
 
 class LocalEngine:
@@ -77,9 +95,11 @@ class LocalEngine:
         store: MetadataStore,
         observer: RunObserver | None = None,
         processors: ProcessorFactory | None = None,
+        on_finished: RunFinished | None = None,
     ) -> None:
         self.store = store
         self.observer = observer or RunObserver()
+        self.on_finished = on_finished or notify_run_finished  # alerts and webhooks
         self.processors = processors or _default_processors(store)
         self.cancel_event = threading.Event()
 
@@ -104,6 +124,7 @@ class LocalEngine:
         record = RunRecord(
             run_id, spec.name, "running", datetime.now(UTC), full_refresh=full_refresh
         )
+        planned: list[PlannedStream] = []
         try:
             planned = plan(spec, streams)
             if follow is not None:
@@ -134,8 +155,11 @@ class LocalEngine:
             record.status = "failed"
             record.error = f"{type(exc).__name__}: {exc}"
             log.exception("run.crashed", run_id=run_id)
+        finally:
+            close_sources(planned)
         record.finished_at = datetime.now(UTC)
         self.store.finish_run(record)
+        self.on_finished(self.store, record)
         return record
 
     def _run_streams(

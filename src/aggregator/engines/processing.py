@@ -11,17 +11,26 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+#: In child-stream rows: the index of the parent row in :attr:`Processed.batch`.
+PARENT = "__agg_parent"
+
 
 @dataclass
 class Processed:
-    """A processed batch and the rows (by index in the *input* batch) rejected with a reason."""
+    """A processed batch, the rows (by index in the *input* batch) rejected with a reason, and
+    child-stream rows by child stream name (their tables hold the parent's key columns, the
+    child's columns, and :data:`PARENT`)."""
 
     batch: pa.RecordBatch
     rejected: dict[int, str] = field(default_factory=dict)
+    children: dict[str, pa.Table] = field(default_factory=dict)
 
 
 class StreamProcessor:
     """Transforms and checks one stream's batches; the base class passes them through."""
+
+    #: Child streams whose rows :meth:`process` emits (written with the parent's commits).
+    child_streams: tuple[str, ...] = ()
 
     def start(self, run_id: str) -> None:
         """Called once before the first batch, with the id of the run."""

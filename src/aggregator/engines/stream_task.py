@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
@@ -28,6 +29,7 @@ from aggregator.core.messages import (
     Quarantined,
     Records,
     SchemaChange,
+    StreamInfo,
 )
 from aggregator.core.schema import reconcile, row_json
 from aggregator.core.types import schema_to_json
@@ -101,7 +103,10 @@ class StreamTask:
         self.record = StreamRunRecord(name=stream.name, status="running")
         self._pending_versions: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
         self._state: dict[str, Any] | None = None
+        self._info: dict[str, Any] | None = None
+        self._info_stored = False
         self._offset = 0
+        self._children: Any = None  # transform.children.ChildTables when there are any
 
     def run(self) -> StreamRunRecord:
         """Move the stream; failures are recorded, never raised."""
@@ -116,8 +121,14 @@ class StreamTask:
         producer.start()
         try:
             self.processor.start(self.run_id)
+            if self.processor.child_streams:
+                from aggregator.transform.children import ChildTables
+
+                self._children = ChildTables(self.writer, self.stream, self.processor.child_streams)
             self._consume()
             self.processor.finish()
+            if self._children is not None:
+                self._children.finish()
             self.writer.finish(self._state)
             self._flush_versions()
             self.record.status = "succeeded"
@@ -170,6 +181,13 @@ class StreamTask:
             self._quarantine(message.rows)
         elif isinstance(message, Checkpoint):
             self._commit(message.state)
+        elif isinstance(message, StreamInfo):
+            self._info = {
+                **message.to_json(),
+                "cursor_field": self.stream.cursor_field,
+                "sync_mode": self.stream.sync_mode.value,
+            }
+            self._info_stored = False
         elif isinstance(message, SchemaChange):
             log.info("source.schema_change", stream=self.stream.name)
         elif isinstance(message, Log):
@@ -196,6 +214,10 @@ class StreamTask:
             self.writer.apply_schema(result.schema)
             self._pending_versions.append((schema_to_json(result.schema), result.diff.to_json()))
         self.writer.write(result.batch)
+        if self._children is not None:
+            parents = np.delete(np.arange(processed.batch.num_rows), sorted(null_keys))
+            parents = np.delete(parents, sorted(result.rejected))
+            self._children.write(result.batch, pa.array(parents), processed.children)
         self.record.rows_loaded += result.batch.num_rows
         self.record.bytes += result.batch.nbytes
         self.observer.stream_progress(
@@ -256,12 +278,17 @@ class StreamTask:
         self.observer.checkpoint(self.stream.name, state, self.record.rows_loaded)
 
     def _flush_versions(self) -> None:
-        """Record schema versions once the destination has committed them."""
+        """Record schema versions once the destination has committed them, with the source's
+        stream metadata; without a new version, the newest one gets this run's metadata."""
         for columns, diff in self._pending_versions:
             self.store.add_schema_version(
-                self.pipeline, self.stream.table, columns, diff, self.run_id
+                self.pipeline, self.stream.table, columns, diff, self.run_id, self._info
             )
+            self._info_stored = True
         self._pending_versions.clear()
+        if self._info is not None and not self._info_stored:
+            self.store.set_stream_metadata(self.pipeline, self.stream.table, self._info)
+            self._info_stored = True
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,8 +23,13 @@ from aggregator.transform.base import (
     require,
     sql_table,
 )
-from aggregator.transform.expr import check_columns, parse_expression, quote
-from aggregator.transform.seen import SortedRuns, as_int64, first_mask, integer_like
+from aggregator.transform.seen import (
+    SortedRuns,
+    arrival_order,
+    as_int64,
+    first_mask,
+    integer_like,
+)
 
 
 @dataclass
@@ -57,11 +61,16 @@ class RowCheck:
         self.label = f"stream {stream!r}: checks[{index}] ({cfg.check})"
         column = getattr(cfg, "column", None) or ",".join(getattr(cfg, "columns", []) or [])
         self.result = CheckResult(self.label, cfg.check, column or None, cfg.severity)
-        self.expr = parse_expression(cfg.expr, self.label) if cfg.check == "sql" else None
+        self.expr: Any = None
+        if cfg.check == "sql":  # sqlglot loads only for SQL checks
+            from aggregator.transform.expr import parse_expression
+
+            self.expr = parse_expression(cfg.expr, self.label)
         self.seen = f"__agg_unique_{index}"
         self.runs = SortedRuns()  # one integer-like column: values kept so far
         self.started = False
         self.reference: pa.Array | None = None
+        self.repeating = True  # regex: values repeat enough to match each distinct one once
 
     def columns(self) -> list[str]:
         """Columns the check reads."""
@@ -72,13 +81,15 @@ class RowCheck:
         """Config error before any data moves when a column is missing."""
         require(schema, self.columns(), self.label)
         if self.expr is not None:
+            from aggregator.transform.expr import check_columns
+
             check_columns(self.expr, schema.names, self.label)
 
     def bad(self, table: pa.Table, ctx: Context) -> tuple[pa.Array, str]:
         """Mask of failing rows and the reason text."""
         cfg = self.cfg
         kind = cfg.check
-        col = table.column(cfg.column).combine_chunks() if hasattr(cfg, "column") else None
+        col = _array(table.column(cfg.column)) if hasattr(cfg, "column") else None
         if kind == "not_null":
             masks = [pc.is_null(table.column(c)) for c in cfg.columns]
             mask = masks[0]
@@ -109,16 +120,11 @@ class RowCheck:
                 mask = pc.or_(mask, pc.greater(col, bound(cfg.max, col.type)))
             return mask, f"outside [{cfg.min}, {cfg.max}]"
         if kind == "regex":
-            ok = pc.match_substring_regex(col.cast(pa.string()), f"^(?:{cfg.pattern})$")
-            return pc.invert(ok), f"does not match {cfg.pattern!r}"
+            return self._mismatches(col.cast(pa.string())), f"does not match {cfg.pattern!r}"
         if kind == "length":
-            n = pc.utf8_length(col.cast(pa.string()))
-            mask = pa.repeat(pa.scalar(False), table.num_rows)
-            if cfg.min is not None:
-                mask = pc.or_(mask, pc.less(n, cfg.min))
-            if cfg.max is not None:
-                mask = pc.or_(mask, pc.greater(n, cfg.max))
-            return mask, f"length outside [{cfg.min}, {cfg.max}]"
+            return _bad_lengths(col.cast(pa.string()), cfg.min, cfg.max), (
+                f"length outside [{cfg.min}, {cfg.max}]"
+            )
         if kind == "referential":
             if self.reference is None:
                 ref = ctx.load_reference(cfg.table, cfg.file)
@@ -129,6 +135,17 @@ class RowCheck:
             missing = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=values)))
             return missing, f"not found in {where}.{cfg.ref_column}"
         raise AssertionError(kind)
+
+    def _mismatches(self, text: pa.Array) -> pa.Array:
+        """Rows not matching the pattern. The pattern runs once per distinct value while
+        values repeat (dictionary-encoded batches), else once per row."""
+        pattern = f"^(?:{self.cfg.pattern})$"
+        if self.repeating:
+            encoded = pc.dictionary_encode(text)
+            self.repeating = len(encoded.dictionary) * 2 <= max(len(text), 1)
+            ok = pc.match_substring_regex(encoded.dictionary, pattern)
+            return pc.invert(pc.take(ok, encoded.indices))
+        return pc.invert(pc.match_substring_regex(text, pattern))
 
     def _sql_or_unique(self, table: pa.Table, ctx: Context) -> tuple[pa.Array, str]:
         cfg = self.cfg
@@ -145,6 +162,8 @@ class RowCheck:
             table.schema.field(self.cfg.columns[0]).type
         ):
             return self._integer_duplicates(table)
+        from aggregator.transform.expr import quote
+
         keys = ", ".join(quote(k) for k in self.cfg.columns)
         dup = f"row_number() OVER (PARTITION BY {keys} ORDER BY {ROW}) > 1"
         if self.started:
@@ -170,7 +189,7 @@ class RowCheck:
     def _integer_duplicates(self, table: pa.Table) -> pa.Array:
         """Duplicates of one integer-like column: earlier in the batch (by origin) or run."""
         numbers, valid = as_int64(table.column(self.cfg.columns[0]))
-        rows = np.argsort(table.column(ROW).to_numpy(), kind="stable")
+        rows = arrival_order(table.column(ROW).to_numpy())
         mask = ~first_mask(numbers, valid, rows)
         if self.started:
             mask |= self.runs.contains(numbers, valid)
@@ -178,8 +197,38 @@ class RowCheck:
         self.started = True
         return pa.array(mask)
 
+    def passes(self, table: pa.Table) -> bool:
+        """Whether every row passes, decided from whole-column figures (null counts, types,
+        bounds, byte lengths) without a mask per row; ``False`` means: look row by row."""
+        cfg = self.cfg
+        kind = cfg.check
+        if kind == "not_null":
+            return all(table.column(c).null_count == 0 for c in cfg.columns)
+        if kind not in ("type", "range", "length"):
+            return False
+        col = table.column(cfg.column)
+        if col.null_count == len(col):
+            return True
+        if kind == "type":
+            return bool(col.type == type_from_string(cfg.type))
+        if kind == "range":
+            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+                return False  # exact comparisons of other types go through the mask
+            bounds = pc.min_max(col)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if pa.types.is_floating(col.type) and (low != low or high != high):
+                return False  # NaN
+            return (cfg.min is None or low >= cfg.min) and (cfg.max is None or high <= cfg.max)
+        if cfg.min is not None or not (pa.types.is_string(col.type)):
+            return False
+        longest = pc.max(pc.binary_length(col)).as_py()  # characters <= bytes
+        return longest is None or longest <= cfg.max
+
     def apply(self, table: pa.Table, ctx: Context) -> Out:
         """Count, quarantine or fail the rows that break the check."""
+        if self.passes(table):
+            self.result.checked += table.num_rows
+            return Out(table)
         mask, what = self.bad(table, ctx)
         mask = pc.fill_null(mask, False)
         self.result.checked += table.num_rows
@@ -203,6 +252,27 @@ class RowCheck:
             first = pc.indices_nonzero(mask)[0].as_py()
             raise RunError(f"{reason(first)}; {failed} row(s) fail (severity fail)")
         return reject_mask(table, mask, reason)
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """One array (no copy when there is one chunk, as in the engine's batches)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _bad_lengths(text: pa.Array, least: int | None, most: int | None) -> pa.Array:
+    """Rows whose length in characters is outside [least, most]. A string has at most as
+    many characters as bytes, so the (free) byte lengths settle most rows: characters are
+    counted only for rows longer than ``most`` bytes, or when ``least`` is set."""
+    if least is not None:
+        n = pc.utf8_length(text)
+        mask = pc.less(n, least)
+        return mask if most is None else pc.or_(mask, pc.greater(n, most))
+    if most is None:
+        return pa.nulls(len(text), pa.bool_())
+    longer = pc.greater(pc.binary_length(text), most)
+    if not pc.any(longer).as_py():
+        return longer
+    return pc.and_(longer, pc.greater(pc.utf8_length(text), most))
 
 
 class StreamStats:

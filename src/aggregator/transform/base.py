@@ -4,32 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from aggregator.core.errors import ConfigError
 
+if TYPE_CHECKING:  # DuckDB loads with the first step or check that runs SQL
+    import duckdb
+
 ROW = "__agg_row"  # index of the row in the engine's input batch (its origin)
+INDEX = "_index"  # position of an element in its parent's list (child streams)
 
 
 @dataclass
 class Out:
-    """A step's result: the rows kept and the origins rejected with a reason."""
+    """A step's result: the rows kept, the origins rejected with a reason, and child-stream
+    rows (by child stream name; each row carries its parent's origin in :data:`ROW`)."""
 
     table: pa.Table
     rejected: dict[int, str] = field(default_factory=dict)
+    children: dict[str, pa.Table] = field(default_factory=dict)
 
 
 @dataclass
 class Context:
-    """What steps share for one stream: its name, a DuckDB connection and reference loading."""
+    """What steps share for one stream: its name, a DuckDB connection (``None``: opened on
+    first use, with one thread) and reference loading."""
 
     stream: str
-    con: duckdb.DuckDBPyConnection
+    _con: duckdb.DuckDBPyConnection | None
     load_reference: Callable[[str | None, str | None], pa.Table]
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection (opened now if there is none yet)."""
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect(config={"threads": 1})
+        return self._con
+
+    def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self._con is not None:
+            self._con.close()
 
 
 def require(table: pa.Table | pa.Schema, columns: list[str], label: str) -> None:
@@ -125,8 +145,6 @@ def cast_values(values: pa.Array | pa.ChunkedArray, dtype: pa.DataType) -> pa.Ar
     from aggregator.core.schema import cast_array
 
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    if array.null_count == len(array) and not pa.types.is_null(dtype):
-        return pa.nulls(len(array), dtype)  # nothing to convert (also: an empty batch)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return cast_text(array.cast(pa.string()), dtype)
     return cast_array(array, dtype)
@@ -144,3 +162,27 @@ def failing_casts(values: pa.Array | pa.ChunkedArray, dtype: pa.DataType) -> dic
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             bad[i] = array[i].as_py()
     return bad
+
+
+class Unvalidated(Exception):
+    """A step cannot be checked on an empty batch (a Python function that needs rows)."""
+
+
+class Step:
+    """A compiled step; ``apply`` returns kept rows and rejected origins."""
+
+    can_drop = False
+    #: the output rows are a subset of the input rows, each once (no new or repeated origins)
+    keeps_origins = True
+    drop_reason = "dropped"
+
+    def __init__(self, cfg: Any, index: int) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.label = f"transforms[{index}] ({cfg.step})"
+        self.on_error: str = cfg.on_error
+        self.on_drop: str = getattr(cfg, "on_drop", "quarantine")
+
+    def apply(self, table: pa.Table, ctx: Context) -> Out:
+        """Transform ``table``."""
+        raise NotImplementedError

@@ -96,11 +96,18 @@ class FlattenStep(_Step):
 
 
 class UnnestStep(_Step):
-    """One output row per element of a list column (``outer``: keep rows with empty lists)."""
+    """One output row per element of a list column (``outer``: keep rows with empty lists);
+    with ``into``, the elements go to a child stream (table) instead, keyed by the parent's
+    primary key and ``_index``, and the list column leaves the parent."""
 
     step: Literal["unnest"]
     column: str
     outer: bool = True
+    into: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Child stream (destination table) that receives one row per element.",
+    )
 
 
 class NormalizeNamesStep(_Step):

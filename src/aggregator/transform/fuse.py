@@ -105,7 +105,7 @@ class Fused(Step):
             elif isinstance(m, Lookup):
                 produced.update(m.cfg.prefix + x for x in m.cfg.columns)
         current = [*inputs, POS]
-        sql, checked = "SELECT * FROM __agg_t", []
+        sql, checked = "SELECT * FROM __agg_t", list[str]()
         for m in self.members:
             if isinstance(m, Derive):
                 column = quote(m.cfg.column)
@@ -115,7 +115,10 @@ class Fused(Step):
                     sql = f"SELECT *, ({m.expr.sql}) AS {column} FROM ({sql})"
                     current.append(m.cfg.column)
             elif isinstance(m, Filter):
-                sql = f"SELECT * FROM ({sql}) WHERE coalesce(({m.expr.sql}), false)"
+                # a row an earlier lookup misses (quarantine/fail) stays, so that the check
+                # below sees it and the step-by-step run names the lookup, not the filter
+                missed = "".join(f" OR {hit} IS NULL" for hit in checked)
+                sql = f"SELECT * FROM ({sql}) WHERE coalesce(({m.expr.sql}), false){missed}"
             elif isinstance(m, Lookup):
                 if not m.loaded:
                     m._load(ctx)

@@ -50,7 +50,7 @@ def compile_steps(stream: StreamSpec) -> list[steps.Step]:
 def _step_by_step(table: pa.Table, members: list[steps.Step], ctx: Context) -> Out:
     """A fused group's batch run one step at a time (exact errors per step)."""
     result = run_steps(table, members, ctx)
-    return Out(result.table, result.rejected)
+    return Out(result.table, result.rejected, result.children)
 
 
 @dataclass
@@ -60,6 +60,7 @@ class StepsResult:
     table: pa.Table
     rejected: dict[int, str] = field(default_factory=dict)
     dropped: int = 0
+    children: dict[str, pa.Table] = field(default_factory=dict)
 
 
 def with_origin(batch: pa.RecordBatch | pa.Table) -> pa.Table:
@@ -79,6 +80,7 @@ def run_steps(table: pa.Table, plan: list[steps.Step], ctx: Context) -> StepsRes
             raise RunError(next(iter(out.rejected.values())))
         for origin, why in out.rejected.items():
             result.rejected.setdefault(origin, why)
+        result.children.update(out.children)
         if before is not None and ROW in out.table.column_names:
             kept: pa.Array | None = None
             if unique and step.keeps_origins:  # a subset of distinct origins: just count

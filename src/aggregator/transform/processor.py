@@ -15,7 +15,7 @@ import structlog
 
 from aggregator.core.catalog import ConfiguredStream
 from aggregator.core.errors import ConfigError, RunError
-from aggregator.engines.processing import Processed, StreamProcessor
+from aggregator.engines.processing import PARENT, Processed, StreamProcessor
 from aggregator.pipeline.spec import PipelineSpec, StreamSpec
 from aggregator.quality.checks import (
     CheckResult,
@@ -27,7 +27,8 @@ from aggregator.quality.checks import (
 from aggregator.quality.config import STREAM_CHECKS
 from aggregator.quality.metrics import StreamMetrics
 from aggregator.quality.profile import Profiler
-from aggregator.transform.base import ROW, Context
+from aggregator.transform.base import ROW, Context, require
+from aggregator.transform.config import UnnestStep
 from aggregator.transform.expr import quote
 from aggregator.transform.plan import compile_steps, run_steps, with_origin
 from aggregator.transform.steps import Unvalidated
@@ -81,11 +82,26 @@ class QualityProcessor(StreamProcessor):
     """Applies a stream's steps and row checks to each batch; stream checks at finish."""
 
     def __init__(
-        self, spec: PipelineSpec, stream: StreamSpec, store: MetadataStore | None = None
+        self,
+        spec: PipelineSpec,
+        stream: StreamSpec,
+        store: MetadataStore | None = None,
+        primary_key: list[str] | None = None,
     ) -> None:
         self.spec = spec
         self.stream = stream
         self.store = store
+        self.primary_key = list(
+            primary_key if primary_key is not None else stream.primary_key or []
+        )
+        self.child_streams = tuple(
+            t.into for t in stream.transforms if isinstance(t, UnnestStep) and t.into is not None
+        )
+        if self.child_streams and not self.primary_key:
+            raise ConfigError(
+                f"stream {stream.name!r}: unnest into {self.child_streams[0]!r} needs the "
+                "stream's primary_key (child rows are keyed by their parent's key)"
+            )
         self.run_id: str | None = None
         # one thread: batches are small and the pipeline already runs its stages in parallel
         self.con = duckdb.connect(config={"threads": 1})
@@ -122,6 +138,15 @@ class QualityProcessor(StreamProcessor):
             log.warning("transform.not_validated", stream=self.stream.name, reason=str(exc))
             self.validated = table.schema
             return
+        if self.child_streams:
+            require(result.table, self.primary_key, f"stream {self.stream.name!r}: primary_key")
+        for name, child in result.children.items():
+            clash = sorted(set(self.primary_key) & set(child.column_names))
+            if clash:
+                raise ConfigError(
+                    f"stream {self.stream.name!r}: child stream {name!r}: element column "
+                    f"{clash[0]!r} has the name of a key column of the parent"
+                )
         for check in self.row_checks:
             check.validate(result.table.schema)
         for i, c in self.stream_checks:
@@ -136,6 +161,13 @@ class QualityProcessor(StreamProcessor):
 
     def transform(self, batch: pa.RecordBatch | pa.Table) -> tuple[pa.Table, dict[int, str], int]:
         """Steps and row checks over one batch: (rows kept, rejected origins, rows dropped)."""
+        out, rejected, dropped, _ = self.transform_all(batch)
+        return out, rejected, dropped
+
+    def transform_all(
+        self, batch: pa.RecordBatch | pa.Table
+    ) -> tuple[pa.Table, dict[int, str], int, dict[str, pa.Table]]:
+        """:meth:`transform` plus the child-stream rows of the rows kept."""
         table = with_origin(batch)
         if table.schema != self.validated:
             self._validate(table)
@@ -150,12 +182,24 @@ class QualityProcessor(StreamProcessor):
         if rejected and out.num_rows:
             gone = pa.array(list(rejected), pa.int64())
             out = out.filter(pc.invert(pc.is_in(out.column(ROW), value_set=gone)))
-        return out.drop_columns([ROW]), rejected, result.dropped
+        children = {name: self._keyed(child, out) for name, child in result.children.items()}
+        return out.drop_columns([ROW]), rejected, result.dropped, children
+
+    def _keyed(self, child: pa.Table, parents: pa.Table) -> pa.Table:
+        """Child rows of the kept parents: the parent's key columns, the child's columns and
+        ``PARENT`` (the parent's row in the output batch)."""
+        position = pc.index_in(child.column(ROW), value_set=parents.column(ROW))
+        kept = pc.is_valid(position)
+        child, position = child.filter(kept), pc.filter(position, kept)
+        keys = parents.select(self.primary_key).take(position)
+        for name in reversed(keys.column_names):
+            child = child.add_column(0, name, keys.column(name))
+        return child.drop_columns([ROW]).append_column(PARENT, position.cast(pa.int64()))
 
     def process(self, batch: pa.RecordBatch) -> Processed:
         """Transform and check a batch for the engine."""
         self.rows_in += batch.num_rows
-        out, rejected, dropped = self.transform(batch)
+        out, rejected, dropped, children = self.transform_all(batch)
         self.rejected += len(rejected)
         self.dropped += dropped
         self.stats.update(out, self.fresh_columns)
@@ -163,7 +207,7 @@ class QualityProcessor(StreamProcessor):
             self.profiler.update(out)
         combined = out.combine_chunks().to_batches()
         result = combined[0] if combined else pa.RecordBatch.from_pylist([], schema=out.schema)
-        return Processed(result, rejected)
+        return Processed(result, rejected, children)
 
     def start(self, run_id: str) -> None:
         """Remember the run, to store results under it."""
@@ -229,6 +273,6 @@ def processor_factory(
         )
         if declared is None or not declared.has_processing:
             return StreamProcessor()
-        return QualityProcessor(spec, declared, store)
+        return QualityProcessor(spec, declared, store, list(stream.primary_key))
 
     return build

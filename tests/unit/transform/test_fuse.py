@@ -277,3 +277,22 @@ def test_arrow_lookup_equals_the_join(
         {1: "one", 2: "two", "a": "one", "b": "two"}[r["k"]] for r in rows
     ]
     assert sorted(rejected) == sorted(set(range(len(keys))) - set(labels))
+
+
+def test_lookup_miss_before_a_filter_is_named_by_the_lookup(
+    monkeypatch: pytest.MonkeyPatch, ref: Path
+) -> None:
+    steps = [
+        {"step": "derive", "column": "w", "expr": "v * 2"},
+        {
+            "step": "lookup",
+            "file": str(ref),
+            "on": {"v": "code", "w": "code2"},
+            "columns": ["label"],
+            "on_missing": "quarantine",
+        },
+        {"step": "filter", "where": "v % 3 <> 0"},
+    ]
+    batches = [pa.record_batch({"v": pa.array([None], pa.int64()), "t": pa.array(["x"])})]
+    expected = [([], {0: "stream 's': transforms[1] (lookup): no match for v=None, w=None"})]
+    assert fused(steps, batches) == unfused(monkeypatch, steps, batches) == expected

@@ -131,32 +131,81 @@ class ChildTable(ABC):
     with ``into``): what it stages commits with the parent's rows and state.
 
     It follows the parent's write mode: ``replace`` writes ``<name>__staging`` and
-    :meth:`finish` swaps it in; otherwise rows go to ``<name>`` directly.
+    :meth:`finish` swaps it in; otherwise rows go to ``<name>`` directly. A destination
+    supplies the SQL primitives (the ``_`` methods); the bookkeeping is here.
     """
 
-    name: str
+    def __init__(self, name: str, replace: bool) -> None:
+        self.name = name
+        self.replace = replace
+        #: the table rows go to this run
+        self.table = f"{name}__staging" if replace else name
+        self._schema: pa.Schema | None = None
+        self._loaded = replace  # replace builds a new table: nothing to load
 
-    @abstractmethod
     def current_schema(self) -> pa.Schema | None:
         """The schema of the table written (``replace``: as created this run), or ``None``."""
+        if not self._loaded:
+            self._schema = self._stored_schema()
+            self._loaded = True
+        return self._schema
 
-    @abstractmethod
     def apply_schema(self, schema: pa.Schema) -> None:
-        """Create the table, or add columns and widen types so it has ``schema``."""
+        """Create the table, or add columns and widen types so it has ``schema``; outside
+        ``replace`` the schema is recorded."""
+        self._shape(self.current_schema(), schema)
+        self._schema = schema
+        if not self.replace:
+            self._record_schema(schema)
 
-    @abstractmethod
     def write(self, rows: pa.Table) -> None:
         """Stage ``rows`` (of the current schema)."""
+        if rows.num_rows:
+            self._insert(rows)
 
-    @abstractmethod
     def delete_parents(self, keys: pa.Table) -> None:
         """Stage the deletion of every row whose ``keys.column_names`` match a row of
         ``keys`` (the children of those parents); nothing when the table does not exist."""
+        if keys.num_rows and self.current_schema() is not None:
+            self._delete(keys)
 
-    @abstractmethod
     def finish(self) -> None:
         """``replace``: swap the staging table in (or empty the table when nothing was
         written this run), in the transaction the parent's ``finish`` commits."""
+        if not self.replace:
+            return
+        if self._schema is not None:
+            self._swap(self._schema)
+        elif self._stored_schema() is not None:
+            self._empty()
+
+    @abstractmethod
+    def _stored_schema(self) -> pa.Schema | None:
+        """The recorded schema of ``name``, or ``None`` when it does not exist."""
+
+    @abstractmethod
+    def _shape(self, old: pa.Schema | None, new: pa.Schema) -> None:
+        """Create or alter ``table`` from ``old`` to ``new``."""
+
+    @abstractmethod
+    def _record_schema(self, schema: pa.Schema) -> None:
+        """Record ``schema`` as the schema of ``name``."""
+
+    @abstractmethod
+    def _insert(self, rows: pa.Table) -> None:
+        """Insert ``rows`` (at least one) into ``table``."""
+
+    @abstractmethod
+    def _delete(self, keys: pa.Table) -> None:
+        """Delete the rows of ``table`` matching ``keys`` (at least one)."""
+
+    @abstractmethod
+    def _swap(self, schema: pa.Schema) -> None:
+        """Replace ``name`` by the staging table ``table`` of ``schema``."""
+
+    @abstractmethod
+    def _empty(self) -> None:
+        """Delete every row of ``name``."""
 
 
 @runtime_checkable

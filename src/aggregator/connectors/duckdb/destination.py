@@ -404,50 +404,32 @@ class DuckDBChildTable(ChildTable):
     transactions (``replace``: into ``<name>__staging``, swapped in by :meth:`finish`)."""
 
     def __init__(self, writer: DuckDBWriter, name: str) -> None:
+        super().__init__(name, replace=writer.mode is WriteMode.REPLACE)
         self.writer = writer
-        self.name = name
-        self.replace = writer.mode is WriteMode.REPLACE
-        self.table = f"{name}__staging" if self.replace else name
-        self._schema: pa.Schema | None = None
-        self._loaded = self.replace  # replace builds a new table: nothing to load
 
-    def current_schema(self) -> pa.Schema | None:
-        """Schema of the table written, loaded on first use (inside the transaction)."""
-        if not self._loaded:
-            self.writer._begin()
-            self._schema = self.writer._stored_schema(self.name)
-            self._loaded = True
-        return self._schema
-
-    def apply_schema(self, schema: pa.Schema) -> None:
-        """Create or evolve the table; outside ``replace`` the schema is recorded."""
-        old = self.current_schema()
+    def _stored_schema(self) -> pa.Schema | None:
         self.writer._begin()
-        self.writer._shape_table(self.table, old, schema)
-        self._schema = schema
-        if not self.replace:
-            self.writer._record_schema(self.name, schema)
+        return self.writer._stored_schema(self.name)
 
-    def write(self, rows: pa.Table) -> None:
-        """Insert ``rows`` in the writer's transaction."""
-        if rows.num_rows == 0:
-            return
+    def _shape(self, old: pa.Schema | None, new: pa.Schema) -> None:
+        self.writer._begin()
+        self.writer._shape_table(self.table, old, new)
+
+    def _record_schema(self, schema: pa.Schema) -> None:
+        self.writer._record_schema(self.name, schema)
+
+    def _insert(self, rows: pa.Table) -> None:
         self.writer._begin()
         self.writer._insert(self.table, _duckdb_table(rows))
 
-    def delete_parents(self, keys: pa.Table) -> None:
-        """Delete the rows matching ``keys`` in the writer's transaction."""
-        if keys.num_rows == 0 or self.current_schema() is None:
-            return
+    def _delete(self, keys: pa.Table) -> None:
         self.writer._begin()
         self.writer._delete_keys(self.table, keys)
 
-    def finish(self) -> None:
-        """``replace``: swap the staging table in, or empty the old table."""
-        if not self.replace:
-            return
+    def _swap(self, schema: pa.Schema) -> None:
         self.writer._begin()
-        if self._schema is not None:
-            self.writer._swap(self.table, self.name, self._schema)
-        elif self.writer._stored_schema(self.name) is not None:
-            self.writer.con.execute(f"DELETE FROM {self.writer.session.qualified(self.name)}")
+        self.writer._swap(self.table, self.name, schema)
+
+    def _empty(self) -> None:
+        self.writer._begin()
+        self.writer.con.execute(f"DELETE FROM {self.writer.session.qualified(self.name)}")

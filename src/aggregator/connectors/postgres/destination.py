@@ -440,42 +440,27 @@ class PostgresChildTable(ChildTable):
     transaction (``replace``: into ``<name>__staging``, swapped in by :meth:`finish`)."""
 
     def __init__(self, writer: PostgresWriter, name: str) -> None:
+        super().__init__(name, replace=writer.mode is WriteMode.REPLACE)
         self.writer = writer
-        self.name = name
-        self.replace = writer.mode is WriteMode.REPLACE
-        self.table = f"{name}__staging" if self.replace else name
-        self._schema: pa.Schema | None = None
-        self._loaded = self.replace  # replace builds a new table: nothing to load
 
-    def current_schema(self) -> pa.Schema | None:
-        """Schema of the table written, loaded on first use."""
-        if not self._loaded:
-            self._schema = self.writer.session.stored_schema(self.name)
-            self._loaded = True
-        return self._schema
+    def _stored_schema(self) -> pa.Schema | None:
+        return self.writer.session.stored_schema(self.name)
 
-    def apply_schema(self, schema: pa.Schema) -> None:
-        """Create or evolve the table (no primary key: a parent has many children)."""
-        self.writer._shape_table(self.table, self.current_schema(), schema, [])
-        self._schema = schema
-        if not self.replace:
-            self.writer._record_schema(self.name, schema)
+    def _shape(self, old: pa.Schema | None, new: pa.Schema) -> None:
+        # no primary key: a parent has many children
+        self.writer._shape_table(self.table, old, new, [])
 
-    def write(self, rows: pa.Table) -> None:
-        """COPY ``rows`` into the table in the writer's transaction."""
-        if rows.num_rows:
-            self.writer._ingest(self.table, rows, temporary=False)
+    def _record_schema(self, schema: pa.Schema) -> None:
+        self.writer._record_schema(self.name, schema)
 
-    def delete_parents(self, keys: pa.Table) -> None:
-        """Delete the rows matching ``keys`` in the writer's transaction."""
-        if keys.num_rows and self.current_schema() is not None:
-            self.writer._delete_keys(self.table, keys)
+    def _insert(self, rows: pa.Table) -> None:
+        self.writer._ingest(self.table, rows, temporary=False)
 
-    def finish(self) -> None:
-        """``replace``: swap the staging table in, or empty the old table."""
-        if not self.replace:
-            return
-        if self._schema is not None:
-            self.writer._swap(self.table, self.name, self._schema)
-        elif self.writer.session.stored_schema(self.name) is not None:
-            self.writer._exec(f"DELETE FROM {self.writer.session.qualified(self.name)}")
+    def _delete(self, keys: pa.Table) -> None:
+        self.writer._delete_keys(self.table, keys)
+
+    def _swap(self, schema: pa.Schema) -> None:
+        self.writer._swap(self.table, self.name, schema)
+
+    def _empty(self) -> None:
+        self.writer._exec(f"DELETE FROM {self.writer.session.qualified(self.name)}")

@@ -16,23 +16,21 @@
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import psycopg
+from follow_lag import Watcher, lag_figures, wait
 
 SCHEMA, PREFIX = "cdc_bench", "aggbench_cdc"
 _LSN = re.compile(r"committed changes up to LSN (\S+)")
@@ -72,42 +70,6 @@ def prepare(con: psycopg.Connection[Any], rows: int) -> None:
         [rows],
     )
     con.execute(f"ANALYZE {SCHEMA}.items")
-
-
-class Watcher:
-    """Reads the CLI's JSON log: commit events with their LSN and arrival time."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lsns: list[int] = []
-        self.times: list[float] = []
-        self.checkpoints = 0
-        self.tail: list[str] = []
-        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self.thread.start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            arrived = time.time()
-            self.tail = [*self.tail[-30:], line]
-            try:
-                event = str(json.loads(line).get("event", ""))
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if event == "checkpoint.committed":
-                self.checkpoints += 1
-            found = _LSN.search(event)
-            if found:
-                self.lsns.append(lsn(found.group(1)))
-                self.times.append(arrived)
-
-
-def wait(what: str, check: Any, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def write(
@@ -208,13 +170,18 @@ def main() -> int:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
-    watcher = Watcher(proc)
+    watcher = Watcher(proc, _LSN, lambda m: lsn(m.group(1)))
     try:
         wait("the initial snapshot", lambda: watcher.checkpoints >= 2, 300)
         started = time.perf_counter()
         txns = write(con, a.rate, a.seconds, a.txn, a.rows + 1)
         wrote = time.perf_counter() - started
-        wait("the last change", lambda: bool(watcher.lsns) and watcher.lsns[-1] >= txns[-1][0], 120)
+        last = txns[-1][0]
+        wait(
+            "the last change",
+            lambda: bool(watcher.positions) and watcher.positions[-1] >= last,
+            120,
+        )
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     finally:
@@ -222,20 +189,9 @@ def main() -> int:
             proc.kill()
             proc.wait()
     watcher.thread.join(timeout=10)
-    lags = []
-    for position, committed in txns:
-        i = bisect.bisect_left(watcher.lsns, position)
-        lags.append(watcher.times[i] - committed)
-    lags.sort()
-    changes = len(txns) * a.txn
     figures = {
-        "changes": changes,
-        "changes_per_s": round(changes / wrote, 1),
+        **lag_figures(txns, watcher, after=False, txn=a.txn, wrote=wrote),
         "target_rate": a.rate,
-        "lag_p50_s": round(statistics.median(lags), 3),
-        "lag_p99_s": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 3),
-        "lag_max_s": round(lags[-1], 3),
-        "commits": len(watcher.lsns),
         "commit_interval_s": a.commit_interval,
         "clean_stop": code == 0,
         "destination_equals_source": code == 0 and same_rows(con, out),

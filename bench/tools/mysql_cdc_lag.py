@@ -20,17 +20,14 @@ The MariaDB counterpart of ``cdc_lag.py`` (same steps, same change mix):
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import duckdb
 import pymysql
+from follow_lag import Watcher, lag_figures, wait
 
 DATABASE = "aggbench_cdc"
 _POSITION = re.compile(r"committed changes up to binlog (\S+):(\d+)")
@@ -73,42 +71,6 @@ def prepare(cur: Any, rows: int) -> None:
         "utc_timestamp(6), json_object('g', seq), json_array('a', cast(seq AS char)) "
         f"FROM {DATABASE}.seq_1_to_{rows}"
     )
-
-
-class Watcher:
-    """Reads the CLI's JSON log: commit events with their binlog position and arrival time."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.positions: list[tuple[int, int]] = []
-        self.times: list[float] = []
-        self.checkpoints = 0
-        self.tail: list[str] = []
-        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self.thread.start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            arrived = time.time()
-            self.tail = [*self.tail[-30:], line]
-            try:
-                event = str(json.loads(line).get("event", ""))
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if event == "checkpoint.committed":
-                self.checkpoints += 1
-            found = _POSITION.search(event)
-            if found:
-                self.positions.append(position(found.group(1), int(found.group(2))))
-                self.times.append(arrived)
-
-
-def wait(what: str, check: Any, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def write(
@@ -217,7 +179,7 @@ def main() -> int:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
-    watcher = Watcher(proc)
+    watcher = Watcher(proc, _POSITION, lambda m: position(m.group(1), int(m.group(2))))
     try:
         wait("the initial snapshot", lambda: watcher.checkpoints >= 1, 300)
         started = time.perf_counter()
@@ -236,20 +198,9 @@ def main() -> int:
             proc.kill()
             proc.wait()
     watcher.thread.join(timeout=10)
-    lags = []
-    for before, committed in txns:
-        i = bisect.bisect_right(watcher.positions, before)
-        lags.append(watcher.times[i] - committed)
-    lags.sort()
-    changes = len(txns) * a.txn
     figures = {
-        "changes": changes,
-        "changes_per_s": round(changes / wrote, 1),
+        **lag_figures(txns, watcher, after=True, txn=a.txn, wrote=wrote),
         "target_rate": a.rate,
-        "lag_p50_s": round(statistics.median(lags), 3),
-        "lag_p99_s": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 3),
-        "lag_max_s": round(lags[-1], 3),
-        "commits": len(watcher.positions),
         "commit_interval_s": a.commit_interval,
         "clean_stop": code == 0,
         "destination_equals_source": code == 0 and same_rows(cur, out),

@@ -42,6 +42,7 @@ class PreviewRequest:
     limit: int
     offset: int
     count: bool
+    key: tuple[str, ...] = ()  # the stream's primary key: the order when no ``sort`` is given
 
 
 @dataclass
@@ -191,7 +192,11 @@ def preview(destination: DestinationSpec, table: str, request: PreviewRequest) -
         )
         try:
             where = compiler.compile(request.filter) if request.filter else None
-            order = compile_sort(request.sort, compiler) if request.sort else ""
+            order = (
+                compile_sort(request.sort, compiler)
+                if request.sort
+                else _key_order(request.key, columns)
+            )
         except FilterError as exc:
             raise ApiError(422, "invalid_filter", str(exc)) from None
         source = reader.qualified(table)
@@ -216,6 +221,12 @@ def preview(destination: DestinationSpec, table: str, request: PreviewRequest) -
         has_more=len(rows) > request.limit,
         total=total,
     )
+
+
+def _key_order(key: tuple[str, ...], columns: list[tuple[str, str]]) -> str:
+    """``ORDER BY`` items for the primary key, when the table has all its columns."""
+    present = {c for c, _ in columns}
+    return ", ".join(quote_ident(k) for k in key) if key and set(key) <= present else ""
 
 
 def _run(reader: _Reader, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

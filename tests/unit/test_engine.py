@@ -126,3 +126,58 @@ def test_stream_processor_rejections_are_quarantined(tmp_path: Path, store: Meta
     assert _rows(tmp_path, "select count(*) from numbers__quarantine where reason = 'even id'") == [
         (5,)
     ]
+
+
+def test_processing_thread_keeps_source_order(tmp_path: Path, store: MetadataStore) -> None:
+    """Batches are processed in a thread of their own, in order, and written in that order."""
+    import threading
+    import time
+
+    import pyarrow as pa
+
+    from aggregator.engines.processing import Processed, StreamProcessor
+
+    class Numbered(StreamProcessor):
+        def __init__(self) -> None:
+            self.seen = 0
+            self.threads: set[str] = set()
+
+        def process(self, batch: pa.RecordBatch) -> Processed:
+            self.threads.add(threading.current_thread().name)
+            time.sleep(0.002 * (self.seen % 3))  # uneven work per batch
+            self.seen += 1
+            seq = pa.array([self.seen] * batch.num_rows, pa.int64())
+            return Processed(
+                pa.RecordBatch.from_arrays([*batch.columns, seq], [*batch.schema.names, "seq"])
+            )
+
+    processor = Numbered()
+    spec = PipelineSpec.model_validate(pipeline_dict(str(tmp_path), "append", rows=50, batch=3))
+    record = LocalEngine(store, processors=lambda _s, _c: processor).run(spec)
+    assert record.status == "succeeded" and record.streams[0].rows_loaded == 50
+    assert processor.threads == {"process-numbers"}
+    rows = _rows(tmp_path, "select id, seq from numbers order by id")
+    assert [r[1] for r in rows] == [1 + i // 3 for i in range(50)]
+
+
+def test_processor_error_fails_the_stream_with_its_message(
+    tmp_path: Path, store: MetadataStore
+) -> None:
+    import pyarrow as pa
+
+    from aggregator.engines.processing import Processed, StreamProcessor
+
+    class Breaks(StreamProcessor):
+        def __init__(self) -> None:
+            self.batches = 0
+
+        def process(self, batch: pa.RecordBatch) -> Processed:
+            self.batches += 1
+            if self.batches == 3:
+                raise ValueError("step exploded on batch 3")
+            return Processed(batch)
+
+    spec = PipelineSpec.model_validate(pipeline_dict(str(tmp_path), "append", rows=20, batch=4))
+    record = LocalEngine(store, processors=lambda _s, _c: Breaks()).run(spec)
+    assert record.status == "failed"
+    assert record.streams[0].error == "ValueError: step exploded on batch 3"

@@ -2,7 +2,9 @@
 
 A producer thread iterates the source and puts messages into a bounded queue, so memory is
 bounded by ``queue_size`` batches; this thread reconciles schemas, writes batches, stages
-quarantined rows and commits at every checkpoint.
+quarantined rows and commits at every checkpoint. When the stream has transforms or checks,
+a processing thread between the two applies them, so that a batch is transformed while the
+one before it is written (order is kept: one thread processes every batch in turn).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from aggregator.core.messages import (
 from aggregator.core.schema import reconcile, row_json
 from aggregator.core.types import schema_to_json
 from aggregator.engines.observer import RunObserver
-from aggregator.engines.processing import StreamProcessor
+from aggregator.engines.processing import Processed, StreamProcessor
 from aggregator.metadata.store import MetadataStore, StreamRunRecord
 
 log = structlog.get_logger(__name__)
@@ -50,15 +52,20 @@ class StreamCancelled(Exception):
     """The run was cancelled while this stream was running."""
 
 
+def _put(out: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Put ``item``, waiting for room; ``False`` once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _produce(messages: Iterator[Message], out: queue.Queue[object], stop: threading.Event) -> None:
     def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put(out, item, stop)
 
     try:
         for message in messages:
@@ -71,6 +78,29 @@ def _produce(messages: Iterator[Message], out: queue.Queue[object], stop: thread
         close = getattr(messages, "close", None)
         if close is not None:
             close()
+
+
+def _process(
+    processor: StreamProcessor,
+    source: queue.Queue[object],
+    out: queue.Queue[object],
+    stop: threading.Event,
+) -> None:
+    """Apply ``processor`` to each batch from ``source`` in order: a record batch goes on as
+    ``(message, processed)``, anything else as it came."""
+    while not stop.is_set():
+        try:
+            item = source.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if isinstance(item, Records):
+            try:
+                item = (item, processor.process(item.batch))
+            except BaseException as exc:
+                _put(out, _Failure(exc), stop)
+                return
+        if not _put(out, item, stop) or item is _DONE or isinstance(item, _Failure):
+            return
 
 
 class StreamTask:
@@ -98,6 +128,7 @@ class StreamTask:
         self.store = store
         self.observer = observer
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self.processed: queue.Queue[object] | None = None  # after the processing thread
         self.stop = stop
         self.processor = processor or StreamProcessor()
         self.record = StreamRunRecord(name=stream.name, status="running")
@@ -119,6 +150,7 @@ class StreamTask:
             daemon=True,
         )
         producer.start()
+        worker = self._start_processing(local_stop)
         try:
             self.processor.start(self.run_id)
             if self.processor.child_streams:
@@ -143,11 +175,27 @@ class StreamTask:
         finally:
             local_stop.set()
             producer.join(timeout=5)
+            if worker is not None:
+                worker.join(timeout=5)
             self._close_processor()
             self.record.seconds = time.perf_counter() - started
             self.record.state = self._state
         self.observer.stream_finished(self.record)
         return self.record
+
+    def _start_processing(self, stop: threading.Event) -> threading.Thread | None:
+        """The processing thread, when the processor does more than pass batches through."""
+        if type(self.processor).process is StreamProcessor.process:
+            return None
+        self.processed = queue.Queue(maxsize=2)
+        worker = threading.Thread(
+            target=_process,
+            args=(self.processor, self.queue, self.processed, stop),
+            name=f"process-{self.stream.name}",
+            daemon=True,
+        )
+        worker.start()
+        return worker
 
     def _close_processor(self) -> None:
         try:
@@ -160,22 +208,26 @@ class StreamTask:
             current = self.writer.current_schema()
             if current is not None:
                 self.writer.apply_schema(current)
+        source = self.queue if self.processed is None else self.processed
         while True:
             if self.stop.is_set():
                 raise StreamCancelled("run cancelled")
             try:
-                item = self.queue.get(timeout=0.2)
+                item = source.get(timeout=0.2)
             except queue.Empty:
                 continue
             if item is _DONE:
                 return
             if isinstance(item, _Failure):
                 raise item.exc
-            self._handle(item)  # type: ignore[arg-type]
+            if isinstance(item, tuple):
+                self._write(item[0].batch, item[1])
+            else:
+                self._handle(item)  # type: ignore[arg-type]
 
     def _handle(self, message: Message) -> None:
         if isinstance(message, Records):
-            self._write(message.batch)
+            self._write(message.batch, self.processor.process(message.batch))
         elif isinstance(message, Quarantined):
             self.record.rows_read += message.rows.num_rows
             self._quarantine(message.rows)
@@ -194,10 +246,9 @@ class StreamTask:
             log.log(_LEVELS.get(message.level, 20), message.message, stream=self.stream.name)
             self.observer.log(self.stream.name, message.level, message.message)
 
-    def _write(self, batch: pa.RecordBatch) -> None:
+    def _write(self, batch: pa.RecordBatch, processed: Processed) -> None:
         self._offset = self.record.rows_read
         self.record.rows_read += batch.num_rows
-        processed = self.processor.process(batch)
         if processed.rejected:
             self._quarantine_rows(batch, processed.rejected)
         batch = processed.batch

@@ -115,6 +115,15 @@ class ParseDate(_Parse):
         return f"{self.cfg.to} with format {self.cfg.format!r}"
 
     def convert(self, values: pa.Array) -> pa.Array:
+        if (
+            self.cfg.to == "date"
+            and self.cfg.format == "%Y-%m-%d"
+            and pa.types.is_string(values.type)
+        ):
+            try:  # ISO dates: Arrow's strict YYYY-MM-DD cast is ~6x faster than strptime
+                return values.cast(pa.date32())
+            except pa.ArrowInvalid:
+                pass  # e.g. 2010-2-3, which strptime also takes
         parsed = pc.strptime(values, format=self.cfg.format, unit="us", error_is_null=False)
         if self.cfg.to == "date":
             return parsed.cast(pa.date32())
@@ -203,9 +212,14 @@ def mask_ascii(text: pa.Array, keep: int, char: str) -> pa.Array | None:
         return None
     masked = np.full(end - start, ord(char), np.uint8)
     shifted = offsets - np.int32(start)
-    ends = shifted[1:][np.diff(shifted) > keep]
-    for back in range(1, keep + 1):
-        masked[ends - back] = source[ends - back]
+    lengths = np.diff(shifted)
+    width = int(lengths[0])
+    if keep and width > keep and bool((lengths == width).all()):  # fixed width: char(n)
+        masked.reshape(-1, width)[:, width - keep :] = source.reshape(-1, width)[:, width - keep :]
+    elif keep:  # the last ``keep`` bytes of every value longer than ``keep``
+        ends = shifted[1:][lengths > keep].astype(np.intp)
+        at = (ends[:, None] - np.arange(1, keep + 1)).ravel()
+        masked[at] = source[at]
     out = pa.StringArray.from_buffers(len(text), pa.py_buffer(shifted), pa.py_buffer(masked))
     if text.null_count:
         return pc.if_else(pc.is_valid(text), out, pa.scalar(None, pa.string()))

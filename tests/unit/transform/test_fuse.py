@@ -296,3 +296,14 @@ def test_lookup_miss_before_a_filter_is_named_by_the_lookup(
     batches = [pa.record_batch({"v": pa.array([None], pa.int64()), "t": pa.array(["x"])})]
     expected = [([], {0: "stream 's': transforms[1] (lookup): no match for v=None, w=None"})]
     assert fused(steps, batches) == unfused(monkeypatch, steps, batches) == expected
+
+
+@pytest.mark.parametrize("keep", [0, 3, 8])
+def test_fixed_width_mask_equals_the_general_mask(keep: int) -> None:
+    values = pa.array(["ab      ", "12345678", "x       ", "zzzzzzzz"]).slice(1)  # char(8)
+    general = processor(
+        [{"step": "protect", "columns": {"c": "mask"}, "keep_last": keep, "mask_char": "•"}]
+    ).process(pa.record_batch({"c": values}))
+    fast = mask_ascii(values, keep, "*")
+    assert fast is not None
+    assert fast.to_pylist() == [v.replace("•", "*") for v in general.batch.column(0).to_pylist()]

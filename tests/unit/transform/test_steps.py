@@ -190,6 +190,16 @@ def test_parse_date_and_number_with_formats() -> None:
     }
 
 
+def test_parse_iso_dates_fast_and_lenient_paths_agree() -> None:
+    step = [{"step": "parse_date", "columns": ["d"], "format": "%Y-%m-%d"}]
+    rows, rejected = run({"d": ["2024-12-31", None, "2024-02-29"]}, step)
+    assert [r["d"] for r in rows] == [dt.date(2024, 12, 31), None, dt.date(2024, 2, 29)]
+    assert rejected == {}
+    rows, rejected = run({"d": ["2024-12-31", "2024-2-3", "2024-13-01"]}, step)
+    assert [r["d"] for r in rows] == [dt.date(2024, 12, 31), dt.date(2024, 2, 3)]
+    assert list(rejected) == [2] and "cannot parse '2024-13-01'" in rejected[2]
+
+
 def test_protect_mask_hash_tokenize_drop() -> None:
     rows, _ = run(
         {

@@ -42,8 +42,9 @@ def scenarios(ctx: Context) -> list[Scenario]:
     """Transform chain, validation against pandera, profiling."""
     rows = ctx.rows["pgbench_accounts"]
     out, ref = ctx.work / "transforms.duckdb", ctx.work / "branches.csv"
+    metadata = ctx.work / "transforms-metadata.db"  # kept between runs, as for the baseline
     reset = [
-        ["rm", "-f", str(out), f"{out}.wal"],
+        ["rm", "-f", str(out), f"{out}.wal", str(metadata)],
         [
             ctx.project_python,
             str(TOOLS / "transform_tool.py"),
@@ -54,6 +55,8 @@ def scenarios(ctx: Context) -> list[Scenario]:
             str(out),
             "--ref",
             str(ref),
+            "--metadata",
+            str(metadata),
         ],
     ]
     sync = [
@@ -65,6 +68,8 @@ def scenarios(ctx: Context) -> list[Scenario]:
         str(out),
         "--ref",
         str(ref),
+        "--metadata",
+        str(metadata),
     ]
     data, export = _export(ctx)
     steps = ToolRun(

@@ -3,6 +3,7 @@ numbers with explicit formats, and mask / hash / tokenize / drop per column."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,8 @@ class ParseDate(_Parse):
             except pa.ArrowInvalid:
                 pass  # e.g. 2010-2-3, which strptime also takes
         parsed = pc.strptime(values, format=self.cfg.format, unit="us", error_is_null=False)
+        if "%d" in self.cfg.format:
+            _refuse_rolled_over_days(values, parsed, self.cfg.format)
         if self.cfg.to == "date":
             return parsed.cast(pa.date32())
         if self.cfg.to == "timestamptz":
@@ -134,6 +137,23 @@ class ParseDate(_Parse):
         if parsed.type.tz is not None:
             return parsed.cast(pa.timestamp("us"))
         return parsed
+
+
+def _refuse_rolled_over_days(values: pa.Array, parsed: pa.Array, fmt: str) -> None:
+    """Arrow's strptime rolls a day past the month's end over (2024-02-30 -> 2024-03-01);
+    raise :class:`pa.ArrowInvalid` instead. Such a value lands on day 1-3 and does not print
+    back as it was read; only those are checked again with Python's strptime."""
+    early = pc.fill_null(pc.less_equal(pc.day(parsed), 3), False)
+    if not pc.any(early).as_py():
+        return
+    text = pc.filter(values, early)
+    back = pc.strftime(pc.filter(parsed, early), format=fmt)
+    for value in pc.filter(text, pc.fill_null(pc.not_equal(text, back), False)).to_pylist():
+        try:
+            datetime.strptime(value, fmt)
+        except ValueError as exc:
+            if "out of range" in str(exc):
+                raise pa.ArrowInvalid(f"day out of range for month in {value!r}") from None
 
 
 class ParseNumber(_Parse):

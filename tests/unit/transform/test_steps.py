@@ -200,6 +200,17 @@ def test_parse_iso_dates_fast_and_lenient_paths_agree() -> None:
     assert list(rejected) == [2] and "cannot parse '2024-13-01'" in rejected[2]
 
 
+def test_parse_date_refuses_days_past_the_end_of_the_month() -> None:
+    step = [{"step": "parse_date", "columns": ["d"], "format": "%Y-%m-%d"}]
+    rows, rejected = run({"d": ["2024-02-30", "2024-2-3", "2023-02-29", "2024-02-29"]}, step)
+    assert [r["d"] for r in rows] == [dt.date(2024, 2, 3), dt.date(2024, 2, 29)]
+    assert sorted(rejected) == [0, 2] and "cannot parse '2024-02-30'" in rejected[0]
+    step = [{"step": "parse_date", "columns": ["d"], "format": "%d/%m/%Y", "to": "timestamp"}]
+    rows, rejected = run({"d": ["31/04/2024", "30/04/2024", "1/5/2024"]}, step)
+    assert [r["d"] for r in rows] == [dt.datetime(2024, 4, 30), dt.datetime(2024, 5, 1)]
+    assert list(rejected) == [0]
+
+
 def test_protect_mask_hash_tokenize_drop() -> None:
     rows, _ = run(
         {

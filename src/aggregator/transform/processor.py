@@ -48,10 +48,7 @@ def duckdb_destination(spec: PipelineSpec) -> tuple[str, str, DuckDBOptions]:
     from aggregator.connectors.duckdb.destination import DuckDBConfig
 
     config = DuckDBConfig.model_validate(spec.destination.config)
-    options: DuckDBOptions = {}
-    if config.memory_limit:
-        options["memory_limit"] = config.memory_limit
-    return config.path, config.schema_name, options
+    return config.path, config.schema_name, config.connect_options()
 
 
 def reference_loader(spec: PipelineSpec) -> Callable[[str | None, str | None], pa.Table]:

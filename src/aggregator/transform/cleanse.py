@@ -41,15 +41,31 @@ class _PerColumn(Step):
         return Out(table)
 
 
+def all_ascii(values: pa.ChunkedArray) -> bool:
+    """Whether every byte of the text's data buffers is ASCII (then the ``ascii_*`` kernels,
+    about twice as fast, give the same result as the ``utf8_*`` ones)."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return False
+    for chunk in values.chunks:
+        data = chunk.buffers()[2]
+        if data is not None and data.size and int(np.frombuffer(data, np.uint8).max()) > 127:
+            return False
+    return True
+
+
 class Trim(_PerColumn):
     def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
         if self.cfg.chars is None:
+            if all_ascii(values):
+                return pc.ascii_trim_whitespace(values)
             return pc.utf8_trim_whitespace(values)
         return pc.utf8_trim(values, characters=self.cfg.chars)
 
 
 class Case(_PerColumn):
     def kernel(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        if self.cfg.to != "title" and all_ascii(values):
+            return {"lower": pc.ascii_lower, "upper": pc.ascii_upper}[self.cfg.to](values)
         fn = {"lower": pc.utf8_lower, "upper": pc.utf8_upper, "title": pc.utf8_title}
         return fn[self.cfg.to](values)
 

@@ -190,6 +190,21 @@ def test_parse_date_and_number_with_formats() -> None:
     }
 
 
+@pytest.mark.parametrize("step", [{"step": "trim"}, {"step": "case", "to": "upper"}])
+def test_ascii_text_kernels_agree_with_the_unicode_ones(step: dict[str, Any]) -> None:
+    ascii_rows, _ = run({"t": ["  ab c\t", None, "", " x"]}, [{**step, "columns": ["t"]}])
+    mixed_rows, _ = run(
+        {"t": ["  ab c\t", None, "", " x", "\u00a0é\u2003"]}, [{**step, "columns": ["t"]}]
+    )
+    assert [r["t"] for r in mixed_rows][:4] == [r["t"] for r in ascii_rows]
+    if step["step"] == "trim":
+        assert [r["t"] for r in ascii_rows] == ["ab c", None, "", "x"]
+        assert mixed_rows[4]["t"] == "é"  # Unicode spaces trimmed too
+    else:
+        assert [r["t"] for r in ascii_rows] == ["  AB C\t", None, "", " X"]
+        assert mixed_rows[4]["t"] == "\u00a0É\u2003"
+
+
 def test_parse_iso_dates_fast_and_lenient_paths_agree() -> None:
     step = [{"step": "parse_date", "columns": ["d"], "format": "%Y-%m-%d"}]
     rows, rejected = run({"d": ["2024-12-31", None, "2024-02-29"]}, step)

@@ -258,7 +258,7 @@ def test_child_stream_config_errors(tmp_path: Path, store: MetadataStore) -> Non
     no_key = run({"transforms": [unnest]})
     assert no_key.status == "failed"
     assert no_key.error == (
-        "stream 'o': unnest into 'o_items' needs the stream's primary_key "
+        "o: stream 'o': unnest into 'o_items' needs the stream's primary_key "
         "(child rows are keyed by their parent's key)"
     )
     clash = run({"primary_key": ["id"], "transforms": [unnest]})

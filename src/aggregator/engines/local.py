@@ -197,7 +197,7 @@ class LocalEngine:
                 observer=observer,
                 queue_size=spec.engine.queue_size,
                 stop=self.cancel_event,
-                processor=self.processors(spec, p.stream),
+                make_processor=lambda: self.processors(spec, p.stream),
             )
             return task.run()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -119,7 +119,11 @@ class StreamTask:
         queue_size: int,
         stop: threading.Event,
         processor: StreamProcessor | None = None,
+        make_processor: Callable[[], StreamProcessor] | None = None,
     ) -> None:
+        """``make_processor`` (instead of ``processor``) builds the processor once the source
+        has started, so that compiling steps and loading their references overlaps with the
+        source's connection and first read; an error building it fails the stream."""
         self.pipeline = pipeline
         self.run_id = run_id
         self.stream = stream
@@ -131,6 +135,7 @@ class StreamTask:
         self.processed: queue.Queue[object] | None = None  # after the processing thread
         self.stop = stop
         self.processor = processor or StreamProcessor()
+        self._make_processor = make_processor
         self.record = StreamRunRecord(name=stream.name, status="running")
         self._pending_versions: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
         self._state: dict[str, Any] | None = None
@@ -150,9 +155,12 @@ class StreamTask:
             daemon=True,
         )
         producer.start()
-        worker = self._start_processing(local_stop)
+        worker: threading.Thread | None = None
         try:
+            if self._make_processor is not None:  # built while the source connects and reads
+                self.processor = self._make_processor()
             self.processor.start(self.run_id)
+            worker = self._start_processing(local_stop)
             if self.processor.child_streams:
                 from aggregator.transform.children import ChildTables
 

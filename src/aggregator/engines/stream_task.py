@@ -33,6 +33,7 @@ from aggregator.core.messages import (
     SchemaChange,
     StreamInfo,
 )
+from aggregator.core.queues import put_unless_stopped
 from aggregator.core.schema import reconcile, row_json
 from aggregator.core.types import schema_to_json
 from aggregator.engines.observer import RunObserver
@@ -52,20 +53,9 @@ class StreamCancelled(Exception):
     """The run was cancelled while this stream was running."""
 
 
-def _put(out: queue.Queue[object], item: object, stop: threading.Event) -> bool:
-    """Put ``item``, waiting for room; ``False`` once ``stop`` is set."""
-    while not stop.is_set():
-        try:
-            out.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 def _produce(messages: Iterator[Message], out: queue.Queue[object], stop: threading.Event) -> None:
     def put(item: object) -> bool:
-        return _put(out, item, stop)
+        return put_unless_stopped(out, item, stop)
 
     try:
         for message in messages:
@@ -97,9 +87,9 @@ def _process(
             try:
                 item = (item, processor.process(item.batch))
             except BaseException as exc:
-                _put(out, _Failure(exc), stop)
+                put_unless_stopped(out, _Failure(exc), stop)
                 return
-        if not _put(out, item, stop) or item is _DONE or isinstance(item, _Failure):
+        if not put_unless_stopped(out, item, stop) or item is _DONE or isinstance(item, _Failure):
             return
 
 

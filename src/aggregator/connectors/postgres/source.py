@@ -34,6 +34,7 @@ from aggregator.connectors.sdk import CheckResult, Source
 from aggregator.core.catalog import Catalog, ConfiguredStream, Stream, SyncMode
 from aggregator.core.errors import ConfigError, ConnectorError
 from aggregator.core.messages import Checkpoint, Log, Message, Quarantined, Records
+from aggregator.core.queues import put_unless_stopped
 from aggregator.core.schema import row_json
 
 if TYPE_CHECKING:
@@ -351,13 +352,7 @@ class _TableReader:
         finished = object()
 
         def put(item: tuple[int, object]) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.2)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+            return put_unless_stopped(out, item, stop)
 
         # every range reads the same snapshot, exported by a transaction kept open meanwhile
         pool = self.pools.psycopg

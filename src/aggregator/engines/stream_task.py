@@ -108,12 +108,12 @@ class StreamTask:
         observer: RunObserver,
         queue_size: int,
         stop: threading.Event,
-        processor: StreamProcessor | None = None,
         make_processor: Callable[[], StreamProcessor] | None = None,
     ) -> None:
-        """``make_processor`` (instead of ``processor``) builds the processor once the source
-        has started, so that compiling steps and loading their references overlaps with the
-        source's connection and first read; an error building it fails the stream."""
+        """``make_processor`` builds the stream's processor (default: pass batches through)
+        once the source has started, so that compiling steps and loading their references
+        overlaps with the source's connection and first read; an error building it fails the
+        stream."""
         self.pipeline = pipeline
         self.run_id = run_id
         self.stream = stream
@@ -124,7 +124,7 @@ class StreamTask:
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self.processed: queue.Queue[object] | None = None  # after the processing thread
         self.stop = stop
-        self.processor = processor or StreamProcessor()
+        self.processor = StreamProcessor()
         self._make_processor = make_processor
         self.record = StreamRunRecord(name=stream.name, status="running")
         self._pending_versions: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []

@@ -65,7 +65,8 @@ def preview_stream(
     row = pipelines_svc.get(s, who.workspace_id, pipeline_id)
     table = datasets.table_of(s, row, stream)
     spec = pipelines_svc.runnable_spec(s, platform.box, row)
-    key = datasets.declared_key(row.spec, stream)
+    declared = spec.stream_spec(stream)
+    key = tuple(declared.primary_key or ()) if declared is not None else ()
     request = svc.PreviewRequest(filter, sort, limit, offset, count, key)
     result = svc.preview(spec.destination, table, request)
     return PreviewPage(

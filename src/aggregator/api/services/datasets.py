@@ -25,16 +25,6 @@ def declared_streams(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def declared_key(spec: dict[str, Any], stream: str) -> tuple[str, ...]:
-    """The primary key declared for ``stream`` in a stored spec, or ``()``."""
-    for source in spec.get("sources") or []:
-        for item in (source.get("streams") or []) if isinstance(source, dict) else []:
-            if isinstance(item, dict) and item.get("name") == stream:
-                key = item.get("primary_key") or []
-                return tuple(str(k) for k in key) if isinstance(key, list) else ()
-    return ()
-
-
 def stream_tables(s: Session, row: Pipeline) -> dict[str, str]:
     """``stream -> table``: declared streams, streams seen in runs and tables with schemas."""
     tables = {name: table for name, (_, table) in declared_streams(row.spec).items()}
